@@ -1,0 +1,212 @@
+"""Telephone audio for the emulators: G.711 mu-law, DTMF, hold music, beeps, silence.
+
+Everything is 8 kHz mono mu-law, the format of Twilio Media Streams. Only numpy is used (``audioop`` is
+gone from Python 3.13).
+
+References: ITU-T G.711 (mu-law, bias 0x84, clip 32635); ITU-T Q.23 / Q.24 (DTMF frequency pairs,
+minimum tone 40 ms, twist limits); the Goertzel algorithm as used by DTMF receivers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SAMPLE_RATE = 8000
+FRAME_MS = 20
+FRAME_BYTES = 160
+MULAW_SILENCE = 0xFF
+
+_BIAS = 0x84
+_CLIP = 32635
+
+
+def _build_encode_table() -> np.ndarray:
+    pcm = np.arange(-32768, 32768, dtype=np.int32)
+    sign = np.where(pcm < 0, 0x80, 0)
+    mag = np.minimum(np.abs(pcm), _CLIP) + _BIAS
+    # mag is in [132, 32767]: its highest set bit (7..14) gives the segment (exponent 0..7).
+    exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
+    mantissa = (mag >> (exponent + 3)) & 0x0F
+    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
+
+
+def _build_decode_table() -> np.ndarray:
+    b = ~np.arange(256, dtype=np.int32) & 0xFF
+    exponent = (b >> 4) & 0x07
+    mantissa = b & 0x0F
+    mag = (((mantissa << 3) + _BIAS) << exponent) - _BIAS
+    return np.where(b & 0x80, -mag, mag).astype(np.int16)
+
+
+_ENCODE = _build_encode_table()
+_DECODE = _build_decode_table()
+
+
+def mulaw_encode(pcm: np.ndarray) -> bytes:
+    """int16 PCM -> G.711 mu-law bytes."""
+    samples = np.asarray(pcm)
+    if samples.dtype != np.int16:
+        samples = np.clip(np.round(samples), -32768, 32767).astype(np.int16)
+    return _ENCODE[samples.astype(np.int32) + 32768].tobytes()
+
+
+def mulaw_decode(data: bytes) -> np.ndarray:
+    """G.711 mu-law bytes -> int16 PCM."""
+    return _DECODE[np.frombuffer(data, dtype=np.uint8)]
+
+
+def _samples(ms: float) -> int:
+    return round(ms * SAMPLE_RATE / 1000)
+
+
+def silence(ms: float) -> bytes:
+    return bytes([MULAW_SILENCE]) * _samples(ms)
+
+
+def ms_of(data: bytes) -> float:
+    """Duration of mu-law bytes at 8 kHz, in ms."""
+    return len(data) * 1000 / SAMPLE_RATE
+
+
+def _sine(freqs: list[float], n: int, amplitude: float) -> np.ndarray:
+    t = np.arange(n) / SAMPLE_RATE
+    out = np.zeros(n)
+    for f in freqs:
+        out += np.sin(2 * np.pi * f * t)
+    return out * amplitude
+
+
+ROW_FREQS = (697.0, 770.0, 852.0, 941.0)
+COL_FREQS = (1209.0, 1336.0, 1477.0, 1633.0)
+_KEYPAD = ("123A", "456B", "789C", "*0#D")
+_DIGIT_PAIRS = {
+    key: (ROW_FREQS[r], COL_FREQS[c]) for r, row in enumerate(_KEYPAD) for c, key in enumerate(row)
+}
+
+
+def dtmf_tones(digits: str, tone_ms: int = 80, gap_ms: int = 80) -> bytes:
+    """Standard DTMF tone pairs for ``digits`` (0-9 * # A-D); ``w`` is a 500 ms pause."""
+    out = bytearray()
+    for ch in digits.upper():
+        if ch == "W":
+            out += silence(500)
+            continue
+        if ch not in _DIGIT_PAIRS:
+            raise ValueError(f"not a DTMF digit: {ch!r}")
+        # -6 dBFS per tone keeps the pair clear of mu-law clipping.
+        out += mulaw_encode(_sine(list(_DIGIT_PAIRS[ch]), _samples(tone_ms), 16000))
+        out += silence(gap_ms)
+    return bytes(out)
+
+
+_BLOCK = 102  # ~12.75 ms: Goertzel over so few samples still separates adjacent DTMF rows by ~22 dB.
+_ALL_FREQS = np.array(ROW_FREQS + COL_FREQS)
+_COEFFS = 2 * np.cos(2 * np.pi * _ALL_FREQS / SAMPLE_RATE)
+_MIN_POWER = 2.0e5  # per-sample energy floor: about -42 dBFS, below any tone we generate
+_MIN_SHARE = 0.7  # the two tones must carry most of the block's energy (speech, noise, chords do not)
+_MAX_TWIST = 6.3  # 8 dB between the row and the column tone
+_SECOND_RATIO = 0.15  # the runner-up in each group must be ~8 dB weaker
+_CONFIRM_BLOCKS = 3  # ~38 ms: report a held tone once it reaches the Q.24 40 ms minimum
+_MIN_BLOCKS = 2  # a tone shorter than two blocks is not a digit
+
+
+# Goertzel's final state equals the DFT at the exact tone frequency, so all blocks are done at once as one
+# matrix product instead of a per-sample Python loop.
+_BASIS = np.exp(-2j * np.pi * np.outer(_ALL_FREQS, np.arange(_BLOCK)) / SAMPLE_RATE)
+
+
+def _goertzel_powers(blocks: np.ndarray) -> np.ndarray:
+    """Power at each of the 8 DTMF frequencies, on the same scale as the block energy."""
+    # A full-block sine of amplitude A gives |X|^2 = (A*N/2)^2 and block energy A^2*N/2.
+    return np.abs(blocks @ _BASIS.T) ** 2 * 2 / _BLOCK
+
+
+def _classify(block: np.ndarray, powers: np.ndarray) -> str | None:
+    energy = float(np.dot(block, block))
+    if energy / len(block) < _MIN_POWER:
+        return None
+    rows, cols = powers[:4], powers[4:]
+    r, c = int(np.argmax(rows)), int(np.argmax(cols))
+    row_p, col_p = rows[r], cols[c]
+    if (row_p + col_p) < _MIN_SHARE * energy:
+        return None
+    if row_p > _MAX_TWIST * col_p or col_p > _MAX_TWIST * row_p:
+        return None
+    if np.sort(rows)[-2] > _SECOND_RATIO * row_p or np.sort(cols)[-2] > _SECOND_RATIO * col_p:
+        return None
+    return _KEYPAD[r][c]
+
+
+class DtmfDetector:
+    """Streaming DTMF receiver over mu-law input, any chunk size."""
+
+    def __init__(self) -> None:
+        self._pending = np.zeros(0)
+        self._current: str | None = None
+        self._run = 0
+        self._reported = False
+
+    def feed(self, data: bytes) -> list[str]:
+        """Digits whose tone ended, or was held >= ~40 ms, within ``data``; one report per tone."""
+        samples = np.concatenate([self._pending, mulaw_decode(data).astype(np.float64)])
+        digits: list[str] = []
+        usable = len(samples) - len(samples) % _BLOCK
+        blocks = samples[:usable].reshape(-1, _BLOCK)
+        powers = _goertzel_powers(blocks) if len(blocks) else blocks
+        for block, block_powers in zip(blocks, powers, strict=True):
+            found = self._step(_classify(block, block_powers))
+            if found:
+                digits.append(found)
+        self._pending = samples[usable:]
+        return digits
+
+    def _step(self, key: str | None) -> str | None:
+        reported: str | None = None
+        if key != self._current:
+            if self._current is not None and not self._reported and self._run >= _MIN_BLOCKS:
+                reported = self._current
+            self._current, self._run, self._reported = key, 0, False
+        if key is None:
+            return reported
+        self._run += 1
+        if self._run >= _CONFIRM_BLOCKS and not self._reported:
+            self._reported = True
+            return key
+        return reported
+
+
+# Notes for hold music, kept clear of the DTMF frequencies so a chord never looks like a key press.
+_NOTES = [
+    f for f in (220.0 * 2 ** (i / 12) for i in range(0, 30))
+    if all(abs(f - d) > 45 for d in _ALL_FREQS)
+]
+
+
+def hold_music(ms: float, seed: int = 0) -> bytes:
+    """Music-like audio: 3-4 note chords with attack/decay envelopes, one every 300-500 ms."""
+    rng = np.random.default_rng(seed)
+    total = _samples(ms)
+    out = np.zeros(total)
+    pos = 0
+    while pos < total:
+        n = min(int(rng.integers(2400, 4001)), total - pos)
+        root = int(rng.integers(0, len(_NOTES) - 8))
+        chord = [_NOTES[root + step] for step in (0, 3, 5, 7)[: int(rng.integers(3, 5))]]
+        t = np.arange(n)
+        envelope = np.minimum(1.0, t / 200) * np.exp(-t / (n * 1.5))
+        out[pos:pos + n] = _sine(chord, n, 2500) * envelope
+        pos += n
+    return mulaw_encode(out)
+
+
+def beep(ms: int = 400, freq: float = 1000.0) -> bytes:
+    """A single-frequency beep, like the one before a voicemail recording."""
+    return mulaw_encode(_sine([freq], _samples(ms), 12000))
+
+
+def is_silence(data: bytes, threshold: int = 200) -> bool:
+    """True when the decoded PCM's RMS is under ``threshold``."""
+    if not data:
+        return True
+    pcm = mulaw_decode(data).astype(np.float64)
+    return float(np.sqrt(np.mean(pcm * pcm))) < threshold
