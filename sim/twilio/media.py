@@ -1,0 +1,179 @@
+"""The Twilio side of a bidirectional Media Stream (``<Connect><Stream>``): a WebSocket client.
+
+Follows twilio.com/docs/voice/media-streams/websocket-messages and twilio.com/docs/voice/twiml/stream:
+`connected` {protocol, version}; `start` (sequenceNumber "1") with accountSid, streamSid, callSid, tracks,
+customParameters and mediaFormat; then `media` every 20 ms (string sequenceNumber / chunk / timestamp,
+base64 mu-law payload), `dtmf` when the callee keys a digit, `mark` echoes, and `stop` when the call ends
+or its TwiML is replaced. From the server only `media`, `mark` and `clear` are valid; anything else is
+logged as error 31924 (Stream - WebSocket - Protocol Error). Connection failures map to 31901 (timeout),
+31902 (refused) and 31920 (handshake: HTTP status other than 101).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from sim.faults import Faults
+from sim.twilio.calllog import CallLog
+from sim.twilio.line import Line
+from sim.twilio.mouth import FrameOut
+from sim.twilio.resources import new_sid
+from sim.twilio.twiml import Stream
+
+
+class StreamFailed(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class MediaStream:
+    def __init__(self, spec: Stream, line: Line, log: CallLog, account_sid: str, call_sid: str,
+                 faults: Faults | None = None) -> None:
+        self.spec = spec
+        self.line = line
+        self.log = log
+        self.account_sid = account_sid
+        self.call_sid = call_sid
+        self.sid = new_sid("MZ")
+        self.faults = faults or Faults()
+        self._seq = 0
+        self._chunk = 0
+        self._close_reason = "closed"
+        self._out: asyncio.Queue[str | None] = asyncio.Queue()
+        self._closing = asyncio.Event()
+        self.record: dict[str, Any] = {"stream_sid": self.sid, "url": spec.url, "name": spec.name,
+                                       "parameters": dict(spec.parameters), "started_ms": None,
+                                       "ended_ms": None, "end_reason": None, "media_in": 0, "media_out": 0}
+
+    async def run(self) -> str:
+        """Connect and stream until the server hangs up or ``close`` is called; return why it ended."""
+        try:
+            ws = await connect(self.spec.url, open_timeout=10, ping_interval=None, max_size=None,
+                               compression=None, user_agent_header="Twilio.TmeWs/1.0")
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            raise StreamFailed(31920, f"Stream - WebSocket - Handshake Error: HTTP {status}") from exc
+        except InvalidHandshake as exc:
+            raise StreamFailed(31920, f"Stream - WebSocket - Handshake Error: {exc}") from exc
+        except TimeoutError as exc:
+            raise StreamFailed(31901, "Stream - WebSocket - Connection Timeout") from exc
+        except OSError as exc:
+            raise StreamFailed(31902, f"Stream - WebSocket - Connection Refused: {exc}") from exc
+        self.record["started_ms"] = self.line.now_ms()
+        self.log.streams.append(self.record)
+        reason = "closed by server"
+        async with ws:
+            if self.faults.delay_s:
+                await asyncio.sleep(self.faults.delay_s)
+            self._emit({"event": "connected", "protocol": "Call", "version": "1.0.0"}, numbered=False)
+            self._emit({"event": "start", "start": {
+                "accountSid": self.account_sid, "streamSid": self.sid, "callSid": self.call_sid,
+                "tracks": ["inbound"], "customParameters": dict(self.spec.parameters),
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+            self.line.sink = self
+            tasks = [asyncio.create_task(self._send_loop(ws)), asyncio.create_task(self._receive_loop(ws)),
+                     asyncio.create_task(self._closing.wait())]
+            if self.faults.drop_ws_after_s is not None:
+                tasks.append(asyncio.create_task(asyncio.sleep(self.faults.drop_ws_after_s)))
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                if tasks[2] in done:
+                    reason = self._close_reason
+                    await self._send_stop(ws)
+                elif len(tasks) > 3 and tasks[3] in done:
+                    reason = "dropped (fault)"
+                    await ws.close(1011, "emulated drop")
+            finally:
+                if self.line.sink is self:
+                    self.line.sink = None
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        self.record["ended_ms"] = self.line.now_ms()
+        self.record["end_reason"] = reason
+        return reason
+
+    def close(self, reason: str) -> None:
+        """End the stream with a `stop` message (call over, or its TwiML replaced)."""
+        self._close_reason = reason
+        self._closing.set()
+
+    # --- to the server ---------------------------------------------------------------------------
+    def _emit(self, message: dict[str, Any], numbered: bool = True) -> None:
+        if numbered:
+            self._seq += 1
+            message = {"event": message.pop("event"), "sequenceNumber": str(self._seq), **message,
+                       "streamSid": self.sid}
+        if message["event"] != "media":
+            self.log.sent_events.append((self.line.now_ms(), message))
+        self._out.put_nowait(json.dumps(message))
+
+    def on_inbound(self, frame: FrameOut) -> None:
+        """One 20 ms frame of the callee (called by the line's tick; must not block)."""
+        self._chunk += 1
+        self.record["media_out"] += 1
+        self._emit({"event": "media", "media": {
+            "track": "inbound", "chunk": str(self._chunk), "timestamp": str((self._chunk - 1) * 20),
+            "payload": base64.b64encode(frame.audio).decode()}})
+        for seg in frame.finished:
+            if seg.kind == "digit":
+                self._emit({"event": "dtmf", "dtmf": {"track": "inbound_track", "digit": seg.label}})
+
+    def _echo_mark(self, name: str) -> None:
+        if not self._closing.is_set():
+            self._emit({"event": "mark", "mark": {"name": name}})
+
+    async def _send_stop(self, ws: ClientConnection) -> None:
+        self._emit({"event": "stop", "stop": {"accountSid": self.account_sid, "callSid": self.call_sid}})
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            while not self._out.empty():
+                message = self._out.get_nowait()
+                if message is not None:
+                    await asyncio.wait_for(ws.send(message), 2)
+            await asyncio.wait_for(ws.close(), 2)
+
+    async def _send_loop(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while (message := await self._out.get()) is not None:
+                await ws.send(message)
+
+    # --- from the server -------------------------------------------------------------------------
+    async def _receive_loop(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                self.handle(raw)
+
+    def handle(self, raw: str | bytes) -> None:
+        now = self.line.now_ms()
+        try:
+            message = json.loads(raw)
+            event = message["event"]
+        except (ValueError, KeyError, TypeError):
+            self._protocol_error(now, f"unparseable message: {str(raw)[:80]!r}")
+            return
+        self.log.received.append((now, message))
+        try:
+            if event == "media":
+                audio = base64.b64decode(message["media"]["payload"], validate=True)
+                self.record["media_in"] += 1
+                self.line.agent_media(audio)
+            elif event == "mark":
+                self.line.agent_mark(str(message["mark"]["name"]), self._echo_mark)
+            elif event == "clear":
+                self.line.agent_clear()
+            else:
+                self._protocol_error(now, f"unsupported event {event!r}")
+        except (KeyError, TypeError, binascii.Error) as exc:
+            self._protocol_error(now, f"malformed {event!r} message: {exc!r}")
+
+    def _protocol_error(self, now: float, detail: str) -> None:
+        self.log.errors.append((now, 31924, f"Stream - WebSocket - Protocol Error: {detail}"))
