@@ -1,0 +1,248 @@
+"""What happens on a call, published on the bus and persisted without the audio path ever waiting.
+
+`CallLog` methods are synchronous and only enqueue. One `CallLogWriter` per (bus, database) drains two
+queues in background tasks: one publishes events on the bus (so a slow or failing database never delays
+the live transcript in Telegram), the other writes rows in batches, one transaction per batch, retrying
+with backoff while the database is down (a failed transaction is rolled back whole, so a retry never
+duplicates rows and nothing is lost). Both tasks exit when their queue is empty and restart on the next
+item, so no task outlives the work and none leaks after the last call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from loguru import logger
+from pydantic import BaseModel
+from sqlmodel import col, select
+
+from shared import events
+from shared.bus import EventBus
+from shared.db import Database
+from shared.models import Call, CallEvent, TranscriptLine, utcnow
+
+BATCH = 500
+FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+_RANK = {"created": 0, "dialing": 1, "queued": 1, "initiated": 1, "ringing": 2, "in-progress": 3,
+         "on-hold": 3, "transferring": 3, "transferred": 3}
+
+
+def status_advances(old: str, new: str) -> bool:
+    """Twilio retries and reorders callbacks: a final status is never left, and a call never goes back
+    from answered to ringing. Equal ranks may alternate (in-progress <-> on-hold)."""
+    if old == new or old in FINAL_STATUSES:
+        return False
+    if new in FINAL_STATUSES:
+        return True
+    return _RANK.get(new, 3) >= _RANK.get(old, 0)
+
+
+@dataclass
+class _Row:
+    """One database change: a new row, or fields set / facts appended on the Call."""
+
+    call_id: int
+    row: TranscriptLine | CallEvent | None = None
+    status: str = ""
+    answered_by: str = ""
+    facts: list[dict[str, Any]] = field(default_factory=list)
+    at: datetime = field(default_factory=utcnow)
+
+
+_Item = _Row | asyncio.Future[None]
+_Event = tuple[str, BaseModel] | asyncio.Future[None]
+
+
+class CallLogWriter:
+    """Background publisher + batch writer shared by every call of the process."""
+
+    _shared: dict[tuple[int, int], CallLogWriter] = {}
+
+    def __init__(self, bus: EventBus, db: Database, *, max_backoff_s: float = 2.0) -> None:
+        self.bus = bus
+        self.db = db
+        self.max_backoff_s = max_backoff_s
+        self._events: asyncio.Queue[_Event] = asyncio.Queue()
+        self._rows: asyncio.Queue[_Item] = asyncio.Queue()
+        self._publisher: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self.write_failures = 0
+
+    @classmethod
+    def for_(cls, bus: EventBus, db: Database) -> CallLogWriter:
+        """The one writer of this bus and database (created on first use)."""
+        key = (id(bus), id(db))
+        writer = cls._shared.get(key)
+        if writer is None or writer.bus is not bus or writer.db is not db:
+            writer = cls._shared[key] = cls(bus, db)
+        return writer
+
+    def publish(self, topic: str, event: BaseModel) -> None:
+        self._events.put_nowait((topic, event))
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.get_running_loop().create_task(self._publish_loop(), name="calllog-pub")
+
+    def write(self, item: _Row) -> None:
+        self._rows.put_nowait(item)
+        self._kick_writer()
+
+    def _kick_writer(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="calllog-db")
+
+    async def flush(self) -> None:
+        """Wait until everything enqueued so far is published and written."""
+        loop = asyncio.get_running_loop()
+        published, written = loop.create_future(), loop.create_future()
+        self._events.put_nowait(published)
+        if self._publisher is None or self._publisher.done():
+            self._publisher = loop.create_task(self._publish_loop(), name="calllog-pub")
+        self._rows.put_nowait(written)
+        self._kick_writer()
+        await asyncio.gather(published, written)
+
+    async def close(self) -> None:
+        """Drain, then forget this writer (its tasks have already ended once idle)."""
+        await self.flush()
+        self._shared.pop((id(self.bus), id(self.db)), None)
+
+    async def _publish_loop(self) -> None:
+        while not self._events.empty():
+            item = self._events.get_nowait()
+            if isinstance(item, asyncio.Future):
+                if not item.done():
+                    item.set_result(None)
+                continue
+            topic, event = item
+            try:
+                await self.bus.publish(topic, event)
+            except Exception as exc:  # the bus is best effort; the database keeps the record
+                logger.warning("bus publish of {} failed: {}", topic, exc)
+
+    async def _write_loop(self) -> None:
+        while not self._rows.empty():
+            batch: list[_Item] = []
+            while not self._rows.empty() and len(batch) < BATCH:
+                batch.append(self._rows.get_nowait())
+            rows = [item for item in batch if isinstance(item, _Row)]
+            backoff = 0.05
+            while rows:
+                try:
+                    await self._write(rows)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.write_failures += 1
+                    logger.warning("call log write failed ({} rows), retrying in {:.2f}s: {}",
+                                   len(rows), backoff, exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self.max_backoff_s)
+            for item in batch:
+                if isinstance(item, asyncio.Future) and not item.done():
+                    item.set_result(None)
+
+    async def _write(self, rows: list[_Row]) -> None:
+        updates: dict[int, list[_Row]] = defaultdict(list)
+        async with self.db.session() as session:
+            for item in rows:
+                if item.row is not None:
+                    # A fresh copy per attempt: a rolled-back session leaves its objects expired.
+                    session.add(type(item.row).model_validate(item.row.model_dump()))
+                if item.status or item.facts:
+                    updates[item.call_id].append(item)
+            if updates:
+                result = await session.exec(select(Call).where(col(Call.id).in_(list(updates))))
+                for call in result.all():
+                    _apply(call, updates[call.id or 0])
+                    session.add(call)
+            await session.commit()
+
+
+def _apply(call: Call, items: list[_Row]) -> None:
+    facts = list(call.facts)
+    for item in items:
+        if item.status and status_advances(call.status, item.status):
+            call.status = item.status
+            if item.status == "in-progress" and call.answered_at is None:
+                call.answered_at = item.at
+        if item.answered_by:
+            call.answered_by = item.answered_by
+        facts.extend(item.facts)
+    call.facts = facts  # reassigned so the JSON column is seen as changed
+
+
+class CallLog:
+    """Per call. Every method is synchronous and never blocks: it enqueues."""
+
+    def __init__(self, call_id: int, *, bus: EventBus, db: Database, writer: CallLogWriter | None = None,
+                 start_seq: int = 0) -> None:
+        self.call_id = call_id
+        self.writer = writer or CallLogWriter.for_(bus, db)
+        self._seq = start_seq
+        self.turns: list[dict[str, float]] = []
+        self.lines: list[tuple[str, str]] = []
+        self.facts: list[dict[str, str]] = []
+        self.log = logger.bind(call_id=call_id)
+
+    def line(self, speaker: str, text: str, *, interrupted: bool = False, offset_ms: int = 0) -> int:
+        """A final transcript line; returns its sequence number."""
+        self._seq += 1
+        seq = self._seq
+        self.lines.append((speaker, text))
+        row = TranscriptLine(call_id=self.call_id, seq=seq, speaker=speaker, text=text,
+                             offset_ms=offset_ms, interrupted=interrupted)
+        self.writer.write(_Row(self.call_id, row=row))
+        self.writer.publish(events.CALL_TRANSCRIPT, events.TranscriptLine(
+            call_id=self.call_id, seq=seq, speaker=speaker, text=text,  # type: ignore[arg-type]
+            offset_ms=offset_ms, interrupted=interrupted))
+        return seq
+
+    def status(self, status: str, *, answered_by: str = "", detail: str = "") -> None:
+        payload = {"status": status, "answered_by": answered_by, "detail": detail}
+        self.writer.write(_Row(self.call_id, row=CallEvent(call_id=self.call_id, type="status",
+                                                           payload=payload),
+                               status=status, answered_by=answered_by))
+        self.writer.publish(events.CALL_STATUS, events.CallStatus(
+            call_id=self.call_id, status=status, answered_by=answered_by, detail=detail))
+
+    def action(self, kind: str, **detail: Any) -> None:
+        """A tool use or notable step (digits, on_hold, fact, transfer, end_call, ...)."""
+        safe = {k: _jsonable(v) for k, v in detail.items()}
+        self.writer.write(_Row(self.call_id, row=CallEvent(call_id=self.call_id, type=kind[:32],
+                                                           payload=safe)))
+        self.writer.publish(events.CALL_ACTION, events.CallAction(call_id=self.call_id, kind=kind,
+                                                                  detail=safe))
+
+    def fact(self, label: str, value: str) -> None:
+        """A key fact obtained on the call: stored in Call.facts and announced as an action."""
+        fact = {"label": label, "value": value}
+        self.facts.append(fact)
+        self.writer.write(_Row(self.call_id, facts=[fact]))
+        self.action("fact", label=label, value=value)
+
+    def turn_metrics(self, **ms: float) -> None:
+        """One turn's latency figures (ms); the call's p50/p95 are stored when it ends."""
+        figures = {k: round(float(v), 1) for k, v in ms.items()}
+        self.turns.append(figures)
+        self.log.info("turn latency {}", " ".join(f"{k}={v}" for k, v in figures.items()))
+        self.writer.write(_Row(self.call_id, row=CallEvent(call_id=self.call_id, type="turn_metrics",
+                                                           payload=figures)))
+
+    async def flush(self) -> None:
+        """Wait until everything enqueued so far is published and written."""
+        await self.writer.flush()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return str(value)

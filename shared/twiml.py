@@ -1,0 +1,55 @@
+"""TwiML documents the call server hands to Twilio, built with the SDK's `VoiceResponse` (escaping included).
+
+Docs: twilio.com/docs/voice/twiml/stream (bidirectional `<Connect><Stream>`: wss URL without a query string,
+data passed in `<Parameter>`s), twilio.com/docs/voice/twiml/play (`digits`), twilio.com/docs/voice/twiml/dial.
+"""
+
+from __future__ import annotations
+
+from twilio.twiml.voice_response import Connect, VoiceResponse
+
+from shared import stream_token
+from shared.config import Settings
+
+
+def _add_stream(response: VoiceResponse, settings: Settings, call_id: int) -> None:
+    connect = Connect()
+    stream = connect.stream(url=settings.media_ws_url)
+    stream.parameter(name="call_id", value=str(call_id))
+    stream.parameter(
+        name="token", value=stream_token.mint(settings.token_secret, call_id, settings.stream_token_ttl_s)
+    )
+    response.append(connect)
+
+
+def stream_twiml(settings: Settings, call_id: int) -> str:
+    """Connect the call to our media WebSocket, carrying the call id and a fresh stream token."""
+    response = VoiceResponse()
+    _add_stream(response, settings, call_id)
+    return str(response)
+
+
+def play_digits_then_stream(settings: Settings, call_id: int, digits: str) -> str:
+    """Send DTMF through Twilio (`<Play digits>`), then reconnect the call to a new media stream."""
+    response = VoiceResponse()
+    response.play(digits=digits)
+    _add_stream(response, settings, call_id)
+    return str(response)
+
+
+def dial_twiml(number: str, caller_id: str, announce: str = "") -> str:
+    """Bridge the call to `number` (a transfer), optionally saying `announce` to the callee first."""
+    response = VoiceResponse()
+    if announce:
+        response.say(announce)
+    response.dial(number, caller_id=caller_id or None)
+    return str(response)
+
+
+def hangup_twiml(message: str = "") -> str:
+    """Say `message` (if any) and hang up: used to refuse calls politely."""
+    response = VoiceResponse()
+    if message:
+        response.say(message)
+    response.hangup()
+    return str(response)

@@ -1,0 +1,119 @@
+"""CallLog: publishes on the bus at once, batch-writes to the database, survives a database outage."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlmodel import select
+
+from callserver.call_log import CallLog, CallLogWriter, status_advances
+from shared import events
+from shared.bus import InProcessBus
+from shared.db import Database
+from shared.models import Call, CallEvent, TranscriptLine
+
+
+async def _call(db: Database, status: str = "created") -> int:
+    async with db.session() as s:
+        call = Call(to_number="+12125550100", status=status)
+        s.add(call)
+        await s.commit()
+        assert call.id is not None
+        return call.id
+
+
+async def test_lines_status_actions_facts_are_published_and_stored(db: Database) -> None:
+    bus = InProcessBus()
+    call_id = await _call(db)
+    async with bus.subscribe(events.CALL_TRANSCRIPT, events.CALL_STATUS, events.CALL_ACTION) as sub:
+        log = CallLog(call_id, bus=bus, db=db)
+        log.status("in-progress", answered_by="human")
+        assert log.line("agent", "Hello there", offset_ms=10) == 1
+        assert log.line("callee", "Hi", interrupted=False) == 2
+        log.line("agent", "I was say", interrupted=True)
+        log.fact("reference", "PA-123")
+        log.action("digits", digits="2")
+        log.turn_metrics(llm_first_token=250.0, first_audio=420.0)
+        await log.flush()
+        got = [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
+    topics = [t for t, _ in got]
+    assert topics == [events.CALL_STATUS, events.CALL_TRANSCRIPT, events.CALL_TRANSCRIPT,
+                      events.CALL_TRANSCRIPT, events.CALL_ACTION, events.CALL_ACTION]
+    assert got[3][1].interrupted is True  # type: ignore[attr-defined]
+    assert got[4][1].detail == {"label": "reference", "value": "PA-123"}  # type: ignore[attr-defined]
+    async with db.session() as s:
+        lines = (await s.exec(select(TranscriptLine).order_by(TranscriptLine.seq))).all()
+        call = await s.get(Call, call_id)
+        kinds = [e.type for e in (await s.exec(select(CallEvent).order_by(CallEvent.id))).all()]
+    assert [(ln.seq, ln.speaker, ln.text, ln.interrupted) for ln in lines] == [
+        (1, "agent", "Hello there", False), (2, "callee", "Hi", False), (3, "agent", "I was say", True)]
+    assert call is not None and call.status == "in-progress" and call.answered_by == "human"
+    assert call.answered_at is not None
+    assert call.facts == [{"label": "reference", "value": "PA-123"}]
+    assert kinds == ["status", "fact", "digits", "turn_metrics"]
+    assert log.turns == [{"llm_first_token": 250.0, "first_audio": 420.0}]
+
+
+class FlakyDatabase:
+    """The real database behind a switch that makes every session fail while it is "down"."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.down = True
+        self.attempts = 0
+
+    def session(self) -> Any:
+        self.attempts += 1
+        if self.down:
+            raise ConnectionError("database unreachable")
+        return self.db.session()
+
+
+async def test_database_outage_delays_but_never_loses_lines(db: Database) -> None:
+    bus = InProcessBus()
+    call_id = await _call(db)
+    flaky = FlakyDatabase(db)
+    writer = CallLogWriter(bus, flaky, max_backoff_s=0.02)  # type: ignore[arg-type]
+    log = CallLog(call_id, bus=bus, db=db, writer=writer)
+    async with bus.subscribe(events.CALL_TRANSCRIPT) as sub:
+        for i in range(50):
+            log.line("callee", f"line {i}")
+        # The live transcript does not wait for the database.
+        first = await sub.get(timeout=1)
+        assert first[1].text == "line 0"  # type: ignore[attr-defined]
+    flush = asyncio.create_task(log.flush())
+    await asyncio.sleep(0.1)
+    assert not flush.done() and flaky.attempts >= 2 and writer.write_failures >= 2
+    flaky.down = False
+    await asyncio.wait_for(flush, 2)
+    async with db.session() as s:
+        lines = (await s.exec(select(TranscriptLine))).all()
+    assert sorted(ln.seq for ln in lines) == list(range(1, 51))
+
+
+async def test_writer_tasks_end_when_idle(db: Database) -> None:
+    bus = InProcessBus()
+    call_id = await _call(db)
+    log = CallLog(call_id, bus=bus, db=db)
+    log.line("agent", "hi")
+    await log.flush()
+    await asyncio.sleep(0)
+    names = {t.get_name() for t in asyncio.all_tasks()}
+    assert not names & {"calllog-pub", "calllog-db"}
+    await log.writer.close()
+
+
+async def test_final_status_is_never_left(db: Database) -> None:
+    bus = InProcessBus()
+    call_id = await _call(db, status="completed")
+    log = CallLog(call_id, bus=bus, db=db)
+    log.status("in-progress")
+    await log.flush()
+    async with db.session() as s:
+        call = await s.get(Call, call_id)
+    assert call is not None and call.status == "completed"
+    assert status_advances("ringing", "in-progress")
+    assert not status_advances("in-progress", "ringing")
+    assert status_advances("in-progress", "on-hold") and status_advances("on-hold", "in-progress")
+    assert status_advances("ringing", "busy") and not status_advances("busy", "completed")
