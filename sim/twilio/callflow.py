@@ -130,6 +130,8 @@ class CallFlow:
         finally:
             if call.stream is not None:
                 call.stream.close("call ended")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(call.stream.finished.wait(), 2)
             line.stop()
             call.end_time = utcnow()
             if call.params.record:
@@ -144,10 +146,12 @@ class CallFlow:
             ended = asyncio.create_task(call.ended.wait())
             done, _ = await asyncio.wait({running, replaced, ended}, return_when=asyncio.FIRST_COMPLETED)
             if running not in done:
-                if call.stream is not None:
-                    call.stream.close("twiml replaced" if replaced in done else "call ended")
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(running), self.net.clock.real_s(0) + 2)
+                stream = call.stream
+                if stream is not None:
+                    # Let the stream send `stop` and close before the rest of the document is dropped.
+                    stream.close("twiml replaced" if replaced in done else "call ended")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stream.finished.wait(), 2)
                 running.cancel()
                 await asyncio.gather(running, return_exceptions=True)
             else:

@@ -50,12 +50,19 @@ class MediaStream:
         self._close_reason = "closed"
         self._out: asyncio.Queue[str | None] = asyncio.Queue()
         self._closing = asyncio.Event()
+        self.finished = asyncio.Event()
         self.record: dict[str, Any] = {"stream_sid": self.sid, "url": spec.url, "name": spec.name,
                                        "parameters": dict(spec.parameters), "started_ms": None,
                                        "ended_ms": None, "end_reason": None, "media_in": 0, "media_out": 0}
 
     async def run(self) -> str:
         """Connect and stream until the server hangs up or ``close`` is called; return why it ended."""
+        try:
+            return await self._run()
+        finally:
+            self.finished.set()
+
+    async def _run(self) -> str:
         try:
             ws = await connect(self.spec.url, open_timeout=10, ping_interval=None, max_size=None,
                                compression=None, user_agent_header="Twilio.TmeWs/1.0")

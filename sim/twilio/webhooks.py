@@ -56,8 +56,9 @@ class WebhookSender:
                  "signature": request.headers["X-Twilio-Signature"]}
         self._log.append(entry)
         try:
-            response = await self._client.send(request, extensions={"timeout": {
-                "connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}})
+            request.extensions["timeout"] = {"connect": timeout_s, "read": timeout_s, "write": timeout_s,
+                                             "pool": timeout_s}
+            response = await self._client.send(request)
         except httpx.HTTPError as exc:
             entry["status"] = None
             return WebhookResult(0, "", f"{type(exc).__name__}: {exc}")
