@@ -21,6 +21,7 @@ from shared.db import Database
 from shared.events import CALL_ENDED, CALL_STATUS, CallEnded, CallStatus
 from shared.models import Call, Contact, User, utcnow
 from shared.phone import NumberRefused, check_number
+from shared.policy import check_task as check_policy
 from shared.prompt import MAX_TASK_CHARS, Profile, compose
 
 FINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
@@ -140,7 +141,11 @@ class CallService:
         await self.check_capacity()
         async with self.db.session() as s:
             user = await s.get(User, owner_id)
-        composed = compose(task, profile_of(user), self.settings.agent_name)
+        profile = profile_of(user)
+        verdict = check_policy(task, profile.full_name)
+        if not verdict.allowed:
+            raise CallRefused(f"this task is refused: {verdict.reason}")
+        composed = compose(task, profile, self.settings.agent_name)
         return CallRequest(owner_id=owner_id, to_number=to, pretty_number=pretty, task=task,
                            system_prompt=composed.system_prompt, opening_line=composed.opening_line,
                            contact_name=contact)

@@ -86,6 +86,12 @@ async def test_task_length_is_checked(service) -> None:  # type: ignore[no-untyp
         await calls.prepare(42, CALLEE, " ")
 
 
+async def test_tasks_fishing_for_secrets_are_refused(service) -> None:  # type: ignore[no-untyped-def]
+    calls, _ = service
+    with pytest.raises(CallRefused, match="refused: it asks the other side for a secret"):
+        await calls.prepare(42, CALLEE, "ask them for the one-time code they were texted")
+
+
 async def test_place_dials_through_twilio_and_announces_dialing(service, phone) -> None:  # type: ignore[no-untyped-def]
     calls, bus = service
     net, _ = phone
