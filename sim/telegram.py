@@ -36,7 +36,7 @@ from starlette.routing import Route
 from sim.faults import Faults
 from sim.telegram_api import METHODS
 from sim.telegram_chat import CallbackState, Changes, ChatState, EmulatedUser, StoredFile
-from sim.telegram_updates import UpdateFeed
+from sim.telegram_updates import UpdateFeed, client_gone
 from sim.telegram_wire import ApiError, FloodControl, FloodLimits, Upload, ok, read_params
 
 _TOKEN_RE = re.compile(r"^\d+:[\w-]+$")
@@ -148,10 +148,12 @@ class TelegramEmulator:
         if token != self.token:
             raise ApiError(401, "Unauthorized")
 
-    async def _fault(self) -> Response | None:
+    async def _fault(self, request: Request) -> Response | None:
         faults = self.faults
         if faults.stall:
-            await asyncio.Event().wait()
+            # Hold the request until the client gives up, so server shutdown is not blocked by it.
+            await client_gone(request)
+            return Response(status_code=499)
         if faults.delay_s:
             await asyncio.sleep(faults.delay_s)
         status = faults.take_http_failure()
@@ -170,11 +172,11 @@ class TelegramEmulator:
         uploads: dict[str, Upload] = {}
         try:
             self._check_token(request.path_params["token"])
-            faulted = await self._fault()
+            params, uploads = await read_params(request)
+            faulted = await self._fault(request)
             if faulted is not None:
                 response = faulted
             else:
-                params, uploads = await read_params(request)
                 response = ok(await self._dispatch(name, params, uploads, request))
         except ApiError as error:
             response = error.response()

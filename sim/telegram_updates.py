@@ -41,7 +41,8 @@ class Webhook:
     """Every delivery attempt: update_id, status (or error) and the headers sent."""
 
 
-async def _disconnected(request: Request) -> None:
+async def client_gone(request: Request) -> None:
+    """Return once the HTTP client has closed the connection (call after the body was read)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
 
@@ -98,7 +99,7 @@ class UpdateFeed:
         self._notify()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        gone = asyncio.ensure_future(_disconnected(request))
+        gone = asyncio.ensure_future(client_gone(request))
         try:
             while True:
                 if generation != self._poll_generation:

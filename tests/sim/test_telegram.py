@@ -27,7 +27,8 @@ from telegram.ext import (
 
 from sim.server import serve
 from sim.telegram import TelegramEmulator
-from sim.telegram_wire import FloodLimits
+from sim.telegram_markup import render
+from sim.telegram_wire import ApiError, FloodLimits
 
 TRANSCRIPT = b"Agent: hello\r\nCallee: hi\x00\xff binary tail\r\n"
 
@@ -218,33 +219,37 @@ async def test_aio_rate_limiter_delivers_burst_complete_and_in_order(sim):
 
 async def test_webhook_delivery_with_secret_header_and_retry(sim):
     emu, url = sim
-    received: list[tuple[dict, str | None]] = []
+    app = build_app(emu, url)
+    received: list[tuple[int, str | None]] = []
 
     async def hook(request: Request) -> Response:
-        received.append((await request.json(), request.headers.get("x-telegram-bot-api-secret-token")))
-        return Response(status_code=500 if len(received) == 1 else 200)
+        """Our side of the webhook: check the secret, feed PTB (the customwebhookbot pattern)."""
+        body = await request.json()
+        secret = request.headers.get("x-telegram-bot-api-secret-token")
+        received.append((body["update_id"], secret))
+        if len(received) == 1:
+            return Response(status_code=500)
+        await app.update_queue.put(Update.de_json(body, app.bot))
+        return Response()
 
     user = emu.user(id=11)
-    async with serve(Starlette(routes=[Route("/tg", hook, methods=["POST"])])) as hook_url, \
-            make_bot(emu, url) as bot:
-        assert await bot.set_webhook(f"{hook_url}/tg", secret_token="s3cret-token")
+    async with serve(Starlette(routes=[Route("/tg", hook, methods=["POST"])])) as hook_url, app:
+        await app.start()
+        assert await app.bot.set_webhook(f"{hook_url}/tg", secret_token="s3cret-token")
         with pytest.raises(Conflict, match="webhook is active"):
-            await bot.get_updates()
-        await user.send("/start")
-        for _ in range(200):
-            if len(received) >= 2:
-                break
-            await asyncio.sleep(0.01)
-        info = await bot.get_webhook_info()
+            await app.bot.get_updates()
+        command = await user.send("/start")
+        await user.wait_for("^Welcome", timeout=5)
+        info = await app.bot.get_webhook_info()
         assert info.url == f"{hook_url}/tg" and info.pending_update_count == 0
-        assert "500" in info.last_error_message
-        assert info.last_error_date is not None
-        await bot.delete_webhook()
-        assert (await bot.get_webhook_info()).url == ""
-    assert [secret for _, secret in received] == ["s3cret-token", "s3cret-token"]
-    first, second = received[0][0], received[1][0]
-    assert first == second and second["message"]["text"] == "/start"
-    assert Update.de_json(second, None).effective_user.id == user.id
+        assert "500" in info.last_error_message and info.last_error_date is not None
+        await app.bot.delete_webhook()
+        assert (await app.bot.get_webhook_info()).url == ""
+        await app.stop()
+    update_id = emu.feed.webhook.deliveries[0]["update_id"]
+    assert received == [(update_id, "s3cret-token"), (update_id, "s3cret-token")]
+    assert [d["status"] for d in emu.feed.webhook.deliveries] == [500, 200]
+    assert command.id == 1
 
 
 async def test_unknown_token_is_invalid_and_unknown_method_404(sim):
@@ -348,3 +353,34 @@ async def test_commands_drafts_chat_actions_and_faults(sim):
             await bot.send_message(user.id, "flooded")
         assert seconds(flood.value) == 7
     assert [m.text for m in user.chat()] == ["after outage"]
+
+
+async def test_stalled_api_holds_requests_until_the_client_gives_up(sim):
+    emu, url = sim
+    emu.faults.stall = True
+    async with httpx.AsyncClient(timeout=0.3) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post(f"{url}/bot{emu.token}/getMe")
+    emu.faults.stall = False
+    async with make_bot(emu, url) as bot:
+        assert (await bot.get_me()).username == "dialer_test_bot"
+
+
+def test_formatting_becomes_plain_text_and_utf16_entities():
+    text, entities = render('Call <b>Ann 📞</b> &amp; <a href="https://x.y/z">log</a>', "HTML", None)
+    assert text == "Call Ann 📞 & log"
+    assert entities == [{"type": "bold", "offset": 5, "length": 6},
+                        {"type": "text_link", "offset": 14, "length": 3, "url": "https://x.y/z"}]
+    with pytest.raises(ApiError, match='Unsupported start tag "div" at byte offset 0'):
+        render("<div>x</div>", "HTML", None)
+    with pytest.raises(ApiError, match='Unmatched end tag at byte offset 7, expected "</i>"'):
+        render("<b><i>x</b></i>", "HTML", None)
+    text, entities = render(r"__u__ ||s|| `a.b` [go](https://e.x) 1\+1", "MarkdownV2", None)
+    assert text == "u s a.b go 1+1"
+    assert [e["type"] for e in entities] == ["underline", "spoiler", "code", "text_link"]
+    with pytest.raises(ApiError, match="Can't find end of Bold entity at byte offset 0"):
+        render("*open", "MarkdownV2", None)
+    assert render("*b* _i_", "Markdown", None) == ("b i", [{"type": "bold", "offset": 0, "length": 1},
+                                                          {"type": "italic", "offset": 2, "length": 1}])
+    given = [{"type": "bold", "offset": 0, "length": 1}]
+    assert render("<b>", "HTML", given) == ("<b>", given)
