@@ -114,7 +114,9 @@ class AnthropicEmulator(LLMEmulator):
         pieces = cut(record.reply or Reply(), record.conversation.max_tokens)
         message_id = random_id("msg_01", 22)
         if record.conversation.stream:
-            return PacedStream(self, record, _frames(record, pieces, message_id), headers)
+            overloaded = error_body(529)
+            error = _event("error", {"error": overloaded["error"], "request_id": overloaded["request_id"]})
+            return PacedStream(self, record, _frames(record, pieces, message_id), headers, error)
         await self.generation_time(_output_tokens(pieces))
         self.finish(record, _output_tokens(pieces), "ok")
         message = _message(record, pieces, message_id, _content(record, pieces), _output_tokens(pieces))

@@ -41,7 +41,8 @@ class RecordedRequest:
     input_tokens: int = 0
     output_tokens: int = 0
     status: Status = "pending"
-    """ok | cancelled (client went away mid-stream) | dropped (fault) | error (brain raised)."""
+    """ok | cancelled (client went away mid-stream) | dropped (fault) | error (brain raised, or an
+    in-stream error event was sent)."""
 
 
 @dataclass
@@ -82,6 +83,9 @@ class LLMEmulator:
         self.faults = Faults()
         self.drop_after_tokens: int | None = None
         """Cut every stream (abruptly, no terminating event) once this many output tokens were sent."""
+        self.error_after_tokens: int | None = None
+        """Send the provider's in-stream error event (e.g. Anthropic overloaded_error) once this many
+        output tokens were sent, then end the stream."""
         self.requests: list[RecordedRequest] = []
         self.usage = Usage()
 
@@ -126,9 +130,9 @@ class PacedStream(Response):
     (close the connection without finishing the chunked body, as a network failure would)."""
 
     def __init__(self, emu: LLMEmulator, record: RecordedRequest, frames: Sequence[Frame],
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, error: Frame | None = None) -> None:
         super().__init__(status_code=200, headers=headers, media_type="text/event-stream")
-        self.emu, self.record, self.frames = emu, record, frames
+        self.emu, self.record, self.frames, self.error = emu, record, frames, error
         # Starlette adds content-length: 0 for an empty body; a stream must go out chunked.
         self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self.raw_headers.append((b"cache-control", b"no-cache"))
@@ -140,7 +144,9 @@ class PacedStream(Response):
             start = {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
             await send(start)
             status, sent = await self._send_frames(send, gone)
-            if status == "ok":
+            if status == "error" and self.error is not None:
+                await send({"type": "http.response.body", "body": self.error.data, "more_body": True})
+            if status in ("ok", "error"):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             self.emu.finish(self.record, sent, status)
         finally:
@@ -176,6 +182,8 @@ class PacedStream(Response):
             sent += frame.tokens
             if emu.drop_after_tokens is not None and sent >= emu.drop_after_tokens:
                 return "dropped", sent
+            if emu.error_after_tokens is not None and sent >= emu.error_after_tokens:
+                return "error", sent
         return "ok", sent
 
 

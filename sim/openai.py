@@ -137,7 +137,8 @@ class OpenAIEmulator(LLMEmulator):
         pieces = cut(record.reply or _EMPTY, record.conversation.max_tokens)
         if record.conversation.stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return PacedStream(self, record, list(self._frames(record, pieces, include_usage)), headers)
+            error = Frame(_sse(error_body(500)))
+            return PacedStream(self, record, self._frames(record, pieces, include_usage), headers, error)
         await self.generation_time(_output_tokens(pieces))
         self.finish(record, _output_tokens(pieces), "ok")
         return JSONResponse(self._completion(record, pieces), headers=headers)

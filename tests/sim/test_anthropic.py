@@ -192,3 +192,17 @@ async def test_max_tokens_stop_reason(sim) -> None:  # type: ignore[no-untyped-d
                                           messages=[{"role": "user", "content": "hi"}])
     assert result.stop_reason == "max_tokens" and result.usage.output_tokens == 4
     assert result.content[0].text == "Hi, I'"  # type: ignore[union-attr]
+
+
+async def test_in_stream_overloaded_error_event(sim) -> None:  # type: ignore[no-untyped-def]
+    emu, client, _ = sim
+    emu.error_after_tokens = 2
+    received = ""
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        async with client.messages.stream(model=MODEL, max_tokens=100,
+                                          messages=[{"role": "user", "content": "hi"}]) as stream:
+            async for delta in stream.text_stream:
+                received += delta
+    assert received == "Hi,"
+    assert caught.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+    assert emu.requests[0].status == "error"

@@ -212,3 +212,16 @@ async def test_base_url_without_v1_and_tool_only_reply(sim) -> None:  # type: ig
     assert message.content is None
     assert [c.function.name for c in message.tool_calls] == ["end_call", "note_fact"]
     assert emu.requests[0].endpoint == "/chat/completions"
+
+
+async def test_in_stream_error_chunk_raises_api_error(sim) -> None:  # type: ignore[no-untyped-def]
+    emu, client, _ = sim
+    emu.error_after_tokens = 2
+    stream = await client.chat.completions.create(
+        model=MODEL, stream=True, messages=[{"role": "user", "content": "Hello?"}])
+    received = ""
+    with pytest.raises(openai.APIError, match="server had an error"):
+        async for chunk in stream:
+            received += chunk.choices[0].delta.content or ""
+    assert received == "Hello,"
+    assert emu.requests[0].status == "error"
