@@ -270,8 +270,8 @@ async def test_document_upload_is_readable_by_user_and_bot(sim):
     emu, url = sim
     user = emu.user(id=12)
     async with polling(build_app(emu, url)) as app:
-        await user.send("/doc")
-        message = await user.wait_for(lambda m: m.file is not None, timeout=5)
+        command = await user.send("/doc")
+        message = await user.wait_for(lambda m: m.file is not None, timeout=5, after=command)
         assert message.text == "Full transcript"
         assert message.file.kind == "document" and message.file.file_name == "transcript.txt"
         assert message.file.data == TRANSCRIPT and message.file.mime_type == "text/plain"
