@@ -44,7 +44,8 @@ async def env() -> AsyncIterator[Env]:
 
 
 def test_sync_client_create_fetch_list_update_and_errors() -> None:
-    net = PhoneNetwork(speed=SPEED, accounts={SID: TOKEN}, scenarios={HUMAN: library.friendly_human(ring_ms=60000)})
+    slow = library.friendly_human(ring_ms=60000)
+    net = PhoneNetwork(speed=SPEED, accounts={SID: TOKEN}, scenarios={HUMAN: slow})
     with serve_in_thread(create_app(net)) as base:
         client = twilio_client(base, SID, TOKEN)
         call = client.calls.create(to=HUMAN, from_=FROM, twiml="<Response><Pause length='60'/></Response>")
@@ -100,7 +101,8 @@ async def test_signed_webhooks_and_status_callbacks_in_order(env: Env) -> None:
 
 async def test_busy_no_answer_and_voicemail_amd(env: Env) -> None:
     busy = await env.client.calls.create_async(to="+12125550104", from_=FROM, twiml="<Response/>")
-    no_answer = await env.client.calls.create_async(to="+12125550105", from_=FROM, twiml="<Response/>", timeout=5)
+    no_answer = await env.client.calls.create_async(to="+12125550105", from_=FROM, twiml="<Response/>",
+                                                    timeout=5)
     env.hooks.twiml["/vm"] = "<Response><Pause length='30'/></Response>"
     vm = await env.client.calls.create_async(
         to="+12125550103", from_=FROM, url=env.hooks.url("/vm"), machine_detection="DetectMessageEnd",
@@ -120,7 +122,7 @@ async def test_busy_no_answer_and_voicemail_amd(env: Env) -> None:
     assert int(amd["MachineDetectionDuration"]) >= greeting_end - vm_call.line.start_ms
     # Synchronous AMD: the TwiML request waits for the result and carries it.
     await env.hooks.wait_for(lambda hits: any(h.params.get("CallSid") == human.sid for h in hits))
-    first = [h for h in env.hooks.on("/vm") if h.params["CallSid"] == human.sid][0]
+    first = next(h for h in env.hooks.on("/vm") if h.params["CallSid"] == human.sid)
     assert first.params["AnsweredBy"] == "human"
     for sid in (vm.sid, human.sid):
         await env.client.calls(sid).update_async(status="completed")
@@ -149,8 +151,8 @@ async def test_time_limit_and_recording(env: Env) -> None:
 
 
 async def test_update_on_ended_call_and_concurrent_calls(env: Env) -> None:
-    calls = [await env.client.calls.create_async(to=HUMAN, from_=FROM, twiml="<Response><Pause length='2'/></Response>")
-             for _ in range(10)]
+    twiml = "<Response><Pause length='2'/></Response>"
+    calls = [await env.client.calls.create_async(to=HUMAN, from_=FROM, twiml=twiml) for _ in range(10)]
     await asyncio.gather(*(env.net.wait_for_end(c.sid) for c in calls))
     assert {env.net.calls[c.sid].status for c in calls} == {"completed"}
     with pytest.raises(TwilioRestException) as over:
