@@ -1,0 +1,64 @@
+"""Anthropic Messages streaming with tools (anthropic 2.x, ``AsyncAnthropic``).
+
+Followed docs.anthropic.com/en/api/messages-streaming: ``content_block_start`` opens a text or
+``tool_use`` block (id, name), ``content_block_delta`` carries ``text_delta`` or ``input_json_delta``
+(``partial_json`` fragments of the tool input), ``content_block_stop`` closes it, ``message_delta``
+has the ``stop_reason``, ``message_stop`` ends the stream. Retries are ours, so the SDK's are off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+
+from callserver.history import History
+from callserver.llm.base import Done, LLMError, LLMEvent, TextDelta, ToolCallEvent
+from callserver.llm.openai import parse_arguments
+from callserver.tools import ToolDef, to_anthropic
+
+
+class AnthropicLLM:
+    name = "anthropic"
+
+    def __init__(self, *, api_key: str, base_url: str, model: str, timeout_s: float = 30.0,
+                 max_tokens: int = 400) -> None:
+        self.model = model
+        self.max_tokens = max_tokens
+        self.client = anthropic.AsyncAnthropic(api_key=api_key or "unset", base_url=base_url,
+                                               max_retries=0, timeout=timeout_s)
+
+    async def stream(self, history: History, tools: list[ToolDef]) -> AsyncIterator[LLMEvent]:
+        system, messages = history.to_anthropic()
+        kwargs: dict[str, Any] = {"tools": to_anthropic(tools)} if tools else {}
+        blocks: dict[int, dict[str, str]] = {}
+        stop = ""
+        try:
+            stream = await self.client.messages.create(
+                model=self.model, system=system, messages=messages,  # type: ignore[arg-type]
+                max_tokens=self.max_tokens, stream=True, **kwargs)
+            async with stream:
+                async for event in stream:
+                    if event.type == "content_block_start" and event.content_block.type == "tool_use":
+                        block = event.content_block
+                        blocks[event.index] = {"id": block.id, "name": block.name, "json": ""}
+                    elif event.type == "content_block_delta":
+                        if event.delta.type == "text_delta":
+                            yield TextDelta(event.delta.text)
+                        elif event.delta.type == "input_json_delta" and event.index in blocks:
+                            blocks[event.index]["json"] += event.delta.partial_json
+                    elif event.type == "content_block_stop" and event.index in blocks:
+                        call = blocks.pop(event.index)
+                        yield ToolCallEvent(call["id"], call["name"], parse_arguments(call["json"]))
+                    elif event.type == "message_delta":
+                        stop = event.delta.stop_reason or stop
+                    elif event.type == "message_stop":
+                        yield Done(stop)
+                        return
+        except anthropic.APIError as exc:
+            raise LLMError(f"anthropic: {exc}") from exc
+        raise LLMError("anthropic: the stream ended without message_stop")
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -1,0 +1,46 @@
+"""What an LLM stream yields, provider-neutral, and the interface each provider implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from callserver.history import History
+from callserver.tools import ToolDef
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallEvent:
+    """A complete tool call (providers stream argument fragments; this is emitted once assembled)."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    stop_reason: str = ""
+
+
+LLMEvent = TextDelta | ToolCallEvent | Done
+
+
+class LLMError(Exception):
+    """The provider failed (network, HTTP error, bad stream); retrying may help."""
+
+
+class LLM(Protocol):
+    name: str
+
+    def stream(self, history: History, tools: list[ToolDef]) -> AsyncIterator[LLMEvent]:
+        """Stream one reply; raises LLMError (or the SDK's errors) on failure."""
+        ...
+
+    async def close(self) -> None: ...

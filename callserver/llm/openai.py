@@ -1,0 +1,72 @@
+"""OpenAI Chat Completions streaming with tools (openai 3.x, ``AsyncOpenAI``).
+
+Followed platform.openai.com/docs/api-reference/chat/create and .../chat/streaming: content arrives in
+``choices[0].delta.content``; a tool call's first delta carries ``index``, ``id`` and ``function.name``,
+later ones only ``function.arguments`` fragments for the same index; the last choice chunk has
+``finish_reason`` ("tool_calls" or "stop"). Retries are ours (see ``resilient``), so the SDK's are off.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+
+from callserver.history import History
+from callserver.llm.base import Done, LLMError, LLMEvent, TextDelta, ToolCallEvent
+from callserver.tools import ToolDef, to_openai
+
+
+def parse_arguments(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class OpenAILLM:
+    name = "openai"
+
+    def __init__(self, *, api_key: str, base_url: str, model: str, timeout_s: float = 30.0,
+                 max_tokens: int = 400) -> None:
+        self.model = model
+        self.max_tokens = max_tokens
+        self.client = openai.AsyncOpenAI(api_key=api_key or "unset", base_url=base_url, max_retries=0,
+                                         timeout=timeout_s)
+
+    async def stream(self, history: History, tools: list[ToolDef]) -> AsyncIterator[LLMEvent]:
+        kwargs: dict[str, Any] = {"tools": to_openai(tools)} if tools else {}
+        calls: dict[int, dict[str, str]] = {}
+        finish = ""
+        try:
+            stream = await self.client.chat.completions.create(
+                model=self.model, messages=history.to_openai(), stream=True,  # type: ignore[arg-type]
+                max_completion_tokens=self.max_tokens, **kwargs)
+            async with stream:
+                async for chunk in stream:
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    delta = choice.delta
+                    if delta.content:
+                        yield TextDelta(delta.content)
+                    for part in delta.tool_calls or []:
+                        call = calls.setdefault(part.index, {"id": "", "name": "", "args": ""})
+                        call["id"] = part.id or call["id"]
+                        if part.function is not None:
+                            call["name"] = part.function.name or call["name"]
+                            call["args"] += part.function.arguments or ""
+                    finish = choice.finish_reason or finish
+        except openai.APIError as exc:
+            raise LLMError(f"openai: {exc}") from exc
+        for _, call in sorted(calls.items()):
+            yield ToolCallEvent(call["id"], call["name"], parse_arguments(call["args"]))
+        if not finish:
+            raise LLMError("openai: the stream ended without a finish_reason")
+        yield Done(finish)
+
+    async def close(self) -> None:
+        await self.client.close()

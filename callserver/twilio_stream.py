@@ -1,0 +1,147 @@
+"""Twilio Media Streams (bidirectional ``<Connect><Stream>``): every wire detail in this one file.
+
+Followed twilio.com/docs/voice/media-streams/websocket-messages: JSON text frames; from Twilio
+``connected`` -> ``start`` -> ``media`` / ``dtmf`` / ``mark`` ... -> ``stop``; to Twilio only ``media``,
+``mark`` and ``clear`` (anything else is protocol error 31924, and there is no outbound DTMF message).
+Every message we send carries the ``streamSid``. A mark is echoed once the audio queued before it has
+played, and at once for every pending mark when we send ``clear``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from loguru import logger
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+
+class StreamProtocolError(Exception):
+    """The peer did not open the stream with ``connected`` + ``start``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    payload: bytes
+    """mu-law 8 kHz, no header."""
+    timestamp_ms: int
+    """Milliseconds since the stream started."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dtmf:
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarkEcho:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    pass
+
+
+Inbound = Media | Dtmf | MarkEcho | Stop
+
+
+async def _receive_json(ws: WebSocket) -> dict[str, Any]:
+    data = json.loads(await ws.receive_text())
+    if not isinstance(data, dict):
+        raise StreamProtocolError("expected a JSON object")
+    return data
+
+
+async def read_start(ws: WebSocket, timeout_s: float = 10.0) -> dict[str, Any]:
+    """Read ``connected`` (optional, it has no streamSid) then ``start``; return the start message.
+
+    Raises StreamProtocolError on garbage, TimeoutError when Twilio never starts the stream."""
+    async with asyncio.timeout(timeout_s):
+        for _ in range(2):
+            try:
+                message = await _receive_json(ws)
+            except (ValueError, KeyError) as exc:
+                raise StreamProtocolError(f"malformed frame before start: {exc}") from exc
+            event = message.get("event")
+            if event == "start" and isinstance(message.get("start"), dict):
+                return message
+            if event != "connected":
+                raise StreamProtocolError(f"unexpected {event!r} before start")
+    raise StreamProtocolError("no start message after connected")
+
+
+class MediaStream:
+    """One accepted Twilio stream: read typed inbound events, send audio, marks and clear."""
+
+    def __init__(self, ws: WebSocket, start: dict[str, Any]) -> None:
+        body = start.get("start") or {}
+        self.ws = ws
+        self.stream_sid: str = str(start.get("streamSid") or body.get("streamSid") or "")
+        self.call_sid: str = str(body.get("callSid") or "")
+        self.custom_parameters: dict[str, str] = {
+            str(k): str(v) for k, v in (body.get("customParameters") or {}).items()
+        }
+        self.closed = False
+        self._log = logger.bind(stream_sid=self.stream_sid)
+
+    async def events(self) -> AsyncIterator[Inbound]:
+        """Inbound events until ``stop`` or the socket closes; malformed frames are logged and skipped."""
+        while not self.closed:
+            try:
+                raw = await self.ws.receive_text()
+            except (WebSocketDisconnect, RuntimeError):
+                break
+            event = self._parse(raw)
+            if event is None:
+                continue
+            yield event
+            if isinstance(event, Stop):
+                break
+        self.closed = True
+
+    def _parse(self, raw: str) -> Inbound | None:
+        try:
+            message = json.loads(raw)
+            kind = message["event"]
+            if kind == "media":
+                media = message["media"]
+                if media.get("track", "inbound") != "inbound":
+                    return None
+                payload = base64.b64decode(media["payload"], validate=True)
+                return Media(payload, int(media.get("timestamp", 0)))
+            if kind == "dtmf":
+                return Dtmf(str(message["dtmf"]["digit"]))
+            if kind == "mark":
+                return MarkEcho(str(message["mark"]["name"]))
+            if kind == "stop":
+                return Stop()
+            self._log.debug("ignoring Twilio event {}", kind)
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            self._log.warning("skipping malformed Media Streams frame: {}", exc)
+        return None
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self.closed or self.ws.client_state != WebSocketState.CONNECTED:
+            self.closed = True
+            return
+        try:
+            await self.ws.send_text(json.dumps(message, separators=(",", ":")))
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            # The call ended or its TwiML was replaced: the stream is gone, nothing more to play.
+            self.closed = True
+
+    async def send_audio(self, mulaw: bytes) -> None:
+        payload = base64.b64encode(mulaw).decode()
+        await self._send({"event": "media", "streamSid": self.stream_sid, "media": {"payload": payload}})
+
+    async def send_mark(self, name: str) -> None:
+        await self._send({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}})
+
+    async def send_clear(self) -> None:
+        await self._send({"event": "clear", "streamSid": self.stream_sid})
