@@ -1,0 +1,160 @@
+"""A call's status over its life, and its end: summary, latency figures and `CallEnded`.
+
+Twilio status callbacks are retried and may arrive out of order (twilio.com/docs/voice/api/call-resource
+#statuscallback: SequenceNumber orders them), so a status is applied only if it moves the call forward
+(`call_log.status_advances`); a repeat changes nothing and publishes nothing. Calls that never connect
+(busy, no-answer, failed, canceled) end here without a session. The summary is written by the LLM after
+the audio path is gone, so it never delays a live call.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+from sqlalchemy import func
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from callserver.call_log import FINAL_STATUSES, CallLog, status_advances
+from shared import events
+from shared.models import Call, CallEvent, TranscriptLine, utcnow
+
+if TYPE_CHECKING:
+    from callserver.registry import Services
+    from callserver.session import CallInfo
+
+__all__ = ["FINAL_STATUSES", "apply_status", "finish_call", "last_seq", "latency_stats"]
+
+NO_CONNECT_OUTCOME = {"busy": "busy", "no-answer": "no_answer", "failed": "failed", "canceled": "failed"}
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes even for timezone-aware columns.
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+
+
+async def last_seq(session: AsyncSession, call_id: int) -> int:
+    """Highest transcript seq stored for the call, so a new CallLog continues after it."""
+    result = await session.exec(select(func.max(TranscriptLine.seq)).where(TranscriptLine.call_id == call_id))
+    return int(result.one() or 0)
+
+
+async def apply_status(
+    services: Services, call_id: int, status: str, *, answered_by: str = "", detail: str = "",
+    twilio_sid: str = "", duration_s: float | None = None,
+) -> Call | None:
+    """Move the stored call forward to `status` and publish it; None when nothing changed."""
+    async with services.db.session() as s:
+        call = await s.get(Call, call_id)
+        if call is None:
+            return None
+        changed = False
+        if status and status_advances(call.status, status):
+            call.status = status
+            changed = True
+            now = utcnow()
+            if status == "in-progress" and call.answered_at is None:
+                call.answered_at = now
+            if status in FINAL_STATUSES and call.ended_at is None:
+                call.ended_at = now
+            if duration_s is not None:
+                call.duration_s = duration_s
+        if answered_by and answered_by != call.answered_by and call.status not in FINAL_STATUSES:
+            call.answered_by = answered_by
+            changed = True
+        if twilio_sid and not call.twilio_sid:
+            call.twilio_sid = twilio_sid
+        if not changed:
+            await s.commit()
+            return None
+        s.add(call)
+        s.add(CallEvent(call_id=call_id, type="status",
+                        payload={"status": call.status, "answered_by": call.answered_by, "detail": detail}))
+        await s.commit()
+    await services.bus.publish(events.CALL_STATUS, events.CallStatus(
+        call_id=call_id, status=call.status, answered_by=call.answered_by, detail=detail))
+    return call
+
+
+def latency_stats(turns: list[dict[str, float]]) -> dict[str, Any]:
+    """p50/p95 (nearest rank) of every per-turn figure, plus how many turns were measured."""
+    names = sorted({name for turn in turns for name in turn})
+    stats: dict[str, Any] = {"turns": len(turns)}
+    for name in names:
+        values = sorted(turn[name] for turn in turns if name in turn)
+        stats[name] = {"p50": _rank(values, 0.50), "p95": _rank(values, 0.95), "n": len(values)}
+    return stats
+
+
+def _rank(values: list[float], q: float) -> float:
+    return values[max(0, math.ceil(q * len(values)) - 1)]
+
+
+async def finish_call(services: Services, call_id: int, *, log: CallLog | None = None,
+                      info: CallInfo | None = None, reason: str = "", status: str = "") -> None:
+    """Store the call's end (status, duration, summary, facts, latency) and publish CallEnded."""
+    blog = logger.bind(call_id=call_id)
+    if log is not None:
+        await log.flush()
+    async with services.db.session() as s:
+        call = await s.get(Call, call_id)
+        if call is None:
+            return
+        query = select(TranscriptLine).where(TranscriptLine.call_id == call_id).order_by(TranscriptLine.seq)
+        lines = [(ln.speaker, ln.text) for ln in (await s.exec(query)).all()]
+    final = status or (call.status if call.status in FINAL_STATUSES else "completed")
+    facts = list(call.facts)
+    outcome, summary, next_steps = NO_CONNECT_OUTCOME.get(final, ""), "", []
+    if not outcome and call.answered_by.startswith("machine") and not lines:
+        outcome = "voicemail"
+    if not outcome and info is not None and services.providers is not None and lines:
+        try:
+            from callserver.summary import summarize
+
+            result = await summarize(services.providers.llm, info, lines, facts)
+            outcome, summary = result.outcome, result.summary
+            next_steps, facts = list(result.next_steps), _merge_facts(facts, result.facts)
+        except Exception as exc:  # a failed summary must not lose the call's end
+            blog.warning("summary failed: {}", exc)
+    if not outcome:
+        outcome = "failed" if not lines else "partial"
+    latency = latency_stats(log.turns) if log is not None else {}
+    async with services.db.session() as s:
+        call = await s.get(Call, call_id)
+        if call is None:
+            return
+        now = utcnow()
+        if status_advances(call.status, final):
+            call.status = final
+        call.ended_at = _aware(call.ended_at) or now
+        answered = _aware(call.answered_at)
+        if call.duration_s is None:
+            call.duration_s = round((call.ended_at - answered).total_seconds(), 1) if answered else 0.0
+        call.end_reason = reason or call.end_reason or final
+        call.outcome, call.summary, call.facts, call.next_steps = outcome, summary, facts, next_steps
+        if latency.get("turns"):
+            call.latency = latency
+        s.add(call)
+        s.add(CallEvent(call_id=call_id, type="ended",
+                        payload={"status": call.status, "reason": call.end_reason, "outcome": outcome}))
+        await s.commit()
+        stored_status = call.status
+    if latency.get("turns"):
+        blog.info("call latency {}", latency)
+    await services.bus.publish(events.CALL_ENDED, events.CallEnded(
+        call_id=call_id, status=stored_status, reason=call.end_reason))
+
+
+def _merge_facts(stored: list[dict[str, Any]], found: Any) -> list[dict[str, Any]]:
+    """Facts noted during the call first; the summary may add ones the agent forgot to note."""
+    out = list(stored)
+    seen = {(f.get("label"), f.get("value")) for f in stored}
+    for fact in found or []:
+        item = dict(fact) if isinstance(fact, dict) else {"label": "fact", "value": str(fact)}
+        if (item.get("label"), item.get("value")) not in seen:
+            out.append(item)
+            seen.add((item.get("label"), item.get("value")))
+    return out
