@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -225,3 +226,19 @@ async def test_in_stream_error_chunk_raises_api_error(sim) -> None:  # type: ign
             received += chunk.choices[0].delta.content or ""
     assert received == "Hello,"
     assert emu.requests[0].status == "error"
+
+
+async def test_stall_pauses_a_running_stream(sim) -> None:  # type: ignore[no-untyped-def]
+    emu, client, _ = sim
+    stream = await client.chat.completions.create(
+        model=MODEL, stream=True, messages=[{"role": "user", "content": "Hello?"}])
+    arrivals: list[float] = []
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.perf_counter())
+            if len(arrivals) == 2:
+                emu.faults.stall = True
+                asyncio.get_running_loop().call_later(0.3, setattr, emu.faults, "stall", False)
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert max(gaps) >= 0.25 and sorted(gaps)[-2] < 0.1
+    assert emu.requests[0].status == "ok"
