@@ -1,0 +1,173 @@
+"""Deepgram live transcription (``/v1/listen``) through deepgram-sdk 7.x's async WebSocket client.
+
+Followed developers.deepgram.com: "Live Audio" reference (query options, ``Results``, ``SpeechStarted``,
+``UtteranceEnd``), "Endpointing", "Utterance End" (needs ``interim_results``), "Audio Keep Alive" (the
+server closes a socket after ~10 s with neither audio nor ``KeepAlive``) and "Close Stream". Twilio's
+mu-law 8 kHz goes through untouched (``encoding=mulaw&sample_rate=8000``).
+
+Reconnect: the socket may drop mid-call. Audio not yet covered by a final result is kept (bounded) and
+sent again on the new socket, so the callee's turn in progress is transcribed in full; ``push`` never
+blocks, the audio just waits in a queue while the socket reconnects. Shape after livekit-agents'
+deepgram plugin (``SpeechStream._run``: send, receive and keepalive inside one connection scope).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from deepgram import AsyncDeepgramClient
+from deepgram.environment import DeepgramClientEnvironment
+from loguru import logger
+
+from callserver.stt.base import SpeechStarted, SttEvent, Transcript, UtteranceEnd
+
+BYTES_PER_S = 8000
+MAX_REPLAY_S = 30.0
+"""Keep at most this much unconfirmed audio for a resend (a long monologue without finals)."""
+
+
+class DeepgramSTT:
+    """Factory of live streams with one client (and its settings) per process."""
+
+    def __init__(self, *, api_key: str, base_url: str, model: str = "nova-3", language: str = "en-US",
+                 endpointing_ms: int = 300, utterance_end_ms: int = 1000, keepalive_s: float = 5.0,
+                 max_reconnects: int = 5) -> None:
+        ws_url = base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        env = DeepgramClientEnvironment(base=base_url, production=ws_url, agent=ws_url, agent_rest=base_url)
+        self.client = AsyncDeepgramClient(api_key=api_key or "unset", environment=env)
+        self.options: dict[str, Any] = {
+            "model": model, "language": language, "encoding": "mulaw", "sample_rate": "8000",
+            "channels": "1", "interim_results": "true", "endpointing": str(endpointing_ms),
+            "utterance_end_ms": str(utterance_end_ms), "vad_events": "true", "smart_format": "true",
+            "punctuate": "true",
+        }
+        self.keepalive_s = keepalive_s
+        self.max_reconnects = max_reconnects
+
+    def stream(self) -> DeepgramSttStream:
+        return DeepgramSttStream(self)
+
+
+class DeepgramSttStream:
+    def __init__(self, owner: DeepgramSTT) -> None:
+        self._owner = owner
+        self._pending: asyncio.Queue[bytes] = asyncio.Queue()
+        self._unconfirmed = bytearray()
+        self._base = 0
+        """Offset of ``_unconfirmed[0]`` in the current socket's audio (bytes)."""
+        self._sent = 0
+        self._events: asyncio.Queue[SttEvent | None] = asyncio.Queue()
+        self._closing = asyncio.Event()
+        self.connections = 0
+        self.reconnects = 0
+
+    def push(self, audio: bytes) -> None:
+        if self._closing.is_set():
+            return
+        self._unconfirmed += audio
+        overflow = len(self._unconfirmed) - int(MAX_REPLAY_S * BYTES_PER_S)
+        if overflow > 0:
+            del self._unconfirmed[:overflow]
+            self._base += overflow
+        self._pending.put_nowait(audio)
+
+    def close(self) -> None:
+        self._closing.set()
+
+    async def events(self) -> AsyncIterator[SttEvent]:
+        while (event := await self._events.get()) is not None:
+            yield event
+
+    async def run(self) -> None:
+        """Hold a socket open until ``close``; reconnect (with backoff) when it drops."""
+        failures = 0
+        try:
+            while not self._closing.is_set():
+                before = self.connections
+                try:
+                    await self._connection()
+                    failures = 0
+                except Exception as exc:  # handshake refused, network error, protocol error
+                    # A drop after a good connection reconnects at once; refusals back off.
+                    failures = 1 if self.connections > before else failures + 1
+                    if failures > self._owner.max_reconnects:
+                        logger.error("deepgram STT gave up after {} failures: {!r}", failures, exc)
+                        raise
+                    logger.warning("deepgram STT socket failed ({!r}); reconnecting", exc)
+                    if failures > 1:
+                        await asyncio.sleep(min(2.0, 0.05 * 2 ** failures))
+                if not self._closing.is_set():
+                    self.reconnects += 1
+        finally:
+            self._events.put_nowait(None)
+
+    async def _connection(self) -> None:
+        async with self._owner.client.listen.v1.connect(**self._owner.options) as socket:
+            self.connections += 1
+            # Everything queued is also in the unconfirmed buffer: send that once, from its start.
+            while not self._pending.empty():
+                self._pending.get_nowait()
+            self._sent, self._base = 0, 0
+            if self._unconfirmed:
+                await socket.send_media(bytes(self._unconfirmed))
+                self._sent = len(self._unconfirmed)
+            sender = asyncio.create_task(self._send(socket))
+            try:
+                await self._receive(socket)
+            finally:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sender
+
+    async def _send(self, socket: Any) -> None:
+        while True:
+            closing = asyncio.ensure_future(self._closing.wait())
+            audio = asyncio.ensure_future(self._pending.get())
+            try:
+                done, _ = await asyncio.wait({closing, audio}, timeout=self._owner.keepalive_s,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closing.cancel()
+                if not audio.done():
+                    audio.cancel()
+            if audio in done:
+                data = audio.result()
+                await socket.send_media(data)
+                self._sent += len(data)
+            elif closing in done:
+                # Flush what was said so far, then the server closes the socket.
+                await socket.send_close_stream()
+                return
+            else:
+                await socket.send_keep_alive()  # no audio flowing (e.g. between two Twilio streams)
+
+    async def _receive(self, socket: Any) -> None:
+        async for message in socket:
+            kind = getattr(message, "type", None)
+            if kind == "Results":
+                self._on_results(message)
+            elif kind == "SpeechStarted":
+                self._events.put_nowait(SpeechStarted(float(message.timestamp or 0.0)))
+            elif kind == "UtteranceEnd":
+                self._events.put_nowait(UtteranceEnd(float(message.last_word_end or 0.0)))
+            elif kind == "Error":
+                logger.warning("deepgram STT error: {}", message)
+        if not self._closing.is_set():
+            raise ConnectionError("deepgram closed the listen socket")
+
+    def _on_results(self, message: Any) -> None:
+        alternatives = message.channel.alternatives
+        text = alternatives[0].transcript if alternatives else ""
+        start, duration = float(message.start or 0.0), float(message.duration or 0.0)
+        if message.is_final:
+            # This audio is transcribed for good: a resend after a drop starts after it.
+            covered = int((start + duration) * BYTES_PER_S) - self._base
+            if covered > 0:
+                del self._unconfirmed[:covered]
+                self._base += covered
+        if text or message.is_final:
+            self._events.put_nowait(Transcript(text, bool(message.is_final), bool(message.speech_final),
+                                               start, start + duration))
