@@ -1,0 +1,80 @@
+"""The composition root: database, bus, call server and bot wired together in one event loop.
+
+`dialer run` runs both halves in one process (SQLite + in-process bus by default); `dialer callserver`
+and `dialer bot` run one half each and meet through PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import uvicorn
+from loguru import logger
+
+from shared.bus import EventBus, create_bus
+from shared.config import Settings
+from shared.db import Database
+from shared.migrate import upgrade_async
+
+Part = Callable[[], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def storage(settings: Settings) -> AsyncIterator[tuple[Database, EventBus]]:
+    """The database (SQLite is migrated on start so a fresh checkout just works) and the event bus."""
+    if settings.is_sqlite:
+        await upgrade_async(settings.database_url)
+    db = Database(settings.database_url)
+    bus = create_bus(settings.redis_url)
+    try:
+        yield db, bus
+    finally:
+        await bus.close()
+        await db.close()
+
+
+def callserver_part(settings: Settings, db: Database, bus: EventBus) -> Part:
+    from callserver.app import create_app
+
+    app = create_app(settings, bus=bus, db=db)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                            access_log=False, ws_ping_interval=None, lifespan="on")
+    server = uvicorn.Server(config)
+
+    async def run() -> None:
+        logger.info("call server on {}:{} (public {})", settings.host, settings.port,
+                    settings.public_base_url)
+        await server.serve()
+
+    return run
+
+
+def bot_part(settings: Settings, db: Database, bus: EventBus) -> Part:
+    # ---- BOT PLUG-IN POINT (owned by the bot engineer) ------------------------------------------
+    # `bot.app.run_bot(settings, bus=bus, db=db)` runs the Telegram bot and the scheduler until
+    # cancelled; this is the only line that knows about the bot.
+    from bot.app import run_bot  # type: ignore[import-not-found, unused-ignore]
+
+    return lambda: run_bot(settings, bus=bus, db=db)  # type: ignore[no-any-return, unused-ignore]
+    # ---------------------------------------------------------------------------------------------
+
+
+async def run_all(settings: Settings, *, with_bot: bool, with_callserver: bool) -> None:
+    """Run the requested parts until one of them stops (or Ctrl-C); the others are then stopped."""
+    async with storage(settings) as (db, bus):
+        parts: list[Part] = []
+        if with_callserver:
+            parts.append(callserver_part(settings, db, bus))
+        if with_bot:
+            parts.append(bot_part(settings, db, bus))
+        if not parts:
+            return
+        # uvicorn stops on SIGINT/SIGTERM itself; when any part ends, the TaskGroup cancels the rest.
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(part()) for part in parts]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                if task not in done:
+                    task.cancel()
