@@ -185,10 +185,10 @@ class Callee:
 
     async def _collect(self, step: s.CollectDigits) -> None:
         for attempt in range(step.retries + 1):
+            self._new_digits()  # keys pressed over the prompt count, as on a real IVR
             await self._say(step.prompt if attempt == 0 else "That entry was not recognised. " + step.prompt)
             entry = ""
             deadline = self.line.now_ms() + step.timeout_ms
-            self._new_digits()
             while self.line.now_ms() < deadline:
                 self._check()
                 entry += "".join(self._new_digits())
@@ -230,8 +230,12 @@ class Callee:
         self.greeting_done.set()
         self._take_turn()
         self.note("event", "recording")
-        message = await self._wait_for_agent(s.WaitForAgent(step.silence_ms, None, step.max_ms))
-        self.voicemail_message = message
-        self.note("event", "voicemail saved")
+        start = self._word_cursor
+        try:
+            await self._wait_for_agent(s.WaitForAgent(step.silence_ms, None, step.max_ms))
+        finally:
+            # Whatever was said before the caller hung up is kept, as a voicemail box does.
+            self.voicemail_message = " ".join(w.word for w in self.line.log.heard[start:])
+            self.note("event", "voicemail saved")
         self.line.hangup()
         raise _HungUp

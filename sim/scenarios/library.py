@@ -58,7 +58,6 @@ def interrupting_human(ring_ms: float = 2000) -> Scenario:
     return Scenario("interrupting_human", [
         say("Hello, who's this?"),
         interrupt_after(900, "Sorry, sorry, who did you say you are?"),
-        wait_for_agent(silence_ms=800),
         interrupt_after(1200, "Wait, can you just get to the point?"),
         wait_for_agent(silence_ms=800),
         say("Okay, fine. Bye."),
