@@ -1,0 +1,33 @@
+"""ElevenLabs TTS over HTTP streaming through the SDK (``AsyncElevenLabs.text_to_speech.stream``).
+
+Followed elevenlabs.io/docs/api-reference/text-to-speech/stream: ``POST /v1/text-to-speech/{voice_id}/
+stream?output_format=ulaw_8000`` with ``xi-api-key``; the body streams raw mu-law 8 kHz as it is
+generated. The SDK's WebSocket helper is synchronous and always ``wss://``, so HTTP streaming per phrase
+it is: the SDK pools the connection and a barge-in simply cancels the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from elevenlabs.client import AsyncElevenLabs
+
+
+class ElevenLabsTTS:
+    name = "elevenlabs"
+
+    def __init__(self, *, api_key: str, base_url: str, voice_id: str, model_id: str = "eleven_flash_v2_5",
+                 timeout_s: float = 20.0) -> None:
+        self.client = AsyncElevenLabs(api_key=api_key or "unset", base_url=base_url, timeout=timeout_s)
+        self.voice_id = voice_id
+        self.model_id = model_id
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        chunks = self.client.text_to_speech.stream(
+            self.voice_id, text=text, model_id=self.model_id, output_format="ulaw_8000")
+        async for chunk in chunks:
+            if chunk:
+                yield chunk
+
+    async def close(self) -> None:
+        return None
