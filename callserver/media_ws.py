@@ -24,6 +24,7 @@ from shared import stream_token
 router = APIRouter()
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
+INTERNAL_ERROR = 1011
 STATUS_CHECKS_S = (0.0, 1.0, 3.0)
 
 
@@ -53,6 +54,10 @@ async def media(ws: WebSocket) -> None:
     except CallRefused as exc:
         logger.bind(call_id=call_id).warning("media stream refused: {}", exc)
         await _close(ws, TRY_AGAIN_LATER)
+        return
+    except Exception:  # e.g. the database is down: fail this stream, keep serving the others
+        logger.bind(call_id=call_id).exception("could not start the call session")
+        await _close(ws, INTERNAL_ERROR)
         return
     live = registry.calls.get(call_id)
     if live is not None:
