@@ -232,6 +232,9 @@ class CallLog:
         self.log.info("turn latency {}", " ".join(f"{k}={v}" for k, v in figures.items()))
         self.writer.write(_Row(self.call_id, row=CallEvent(call_id=self.call_id, type="turn_metrics",
                                                            payload=figures)))
+        # Published too (the bot hides it; the demo and benchmarks show it live).
+        self.writer.publish(events.CALL_ACTION, events.CallAction(call_id=self.call_id, kind="turn_metrics",
+                                                                  detail=figures))
 
     async def flush(self) -> None:
         """Wait until everything enqueued so far is published and written."""

@@ -39,7 +39,8 @@ async def test_lines_status_actions_facts_are_published_and_stored(db: Database)
         got = [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
     topics = [t for t, _ in got]
     assert topics == [events.CALL_STATUS, events.CALL_TRANSCRIPT, events.CALL_TRANSCRIPT,
-                      events.CALL_TRANSCRIPT, events.CALL_ACTION, events.CALL_ACTION]
+                      events.CALL_TRANSCRIPT, events.CALL_ACTION, events.CALL_ACTION, events.CALL_ACTION]
+    assert got[6][1].kind == "turn_metrics"  # type: ignore[attr-defined]
     assert got[3][1].interrupted is True  # type: ignore[attr-defined]
     assert got[4][1].detail == {"label": "reference", "value": "PA-123"}  # type: ignore[attr-defined]
     async with db.session() as s:
