@@ -95,3 +95,14 @@ def settings_factory(sqlite_url: str):  # type: ignore[no-untyped-def]
         return load_settings(**base)
 
     return make
+
+
+@pytest.fixture
+def call_stack(sqlite_url: str):  # type: ignore[no-untyped-def]
+    """The whole rig (emulators + call server + db + bus), as a context manager factory:
+    `async with call_stack(brain=..., speed=8) as stack:` -> dialer.demo.CallStack."""
+    import functools
+
+    from dialer.demo import call_stack as start
+
+    return functools.partial(start, db_url=sqlite_url)
