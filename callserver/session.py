@@ -1,0 +1,374 @@
+"""One phone call's realtime conversation: STT -> turn-taking -> LLM -> phrases -> TTS -> playback.
+
+Every part is an async task under one TaskGroup owned by ``run()``; the session belongs to the call, not
+to a WebSocket, so ``attach`` is called again when the call's TwiML is replaced and a new stream opens.
+A reply is one task (LLM stream + speaker); barge-in cancels that whole task (LLM, TTS and queued audio
+via ``clear``) and rewrites the assistant turn to the words actually heard. The audio path never awaits
+the database or the bus: ``CallLog`` only enqueues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from callserver.history import History, Message, ToolCallRecord
+from callserver.llm.base import TextDelta, ToolCallEvent
+from callserver.metrics import TurnMetrics, TurnTimer, now
+from callserver.phrases import PhraseSplitter, split_text
+from callserver.playback import Playback, Utterance
+from callserver.stt.base import SpeechStarted
+from callserver.tools import ToolRegistry, default_registry
+from callserver.turns import Backchannel, BargeIn, EndOfTurn, TurnTaker
+from callserver.twilio_stream import Dtmf, MarkEcho, Media, MediaStream, Stop
+from shared.events import CallCommand
+from shared.twiml import dial_twiml
+
+if TYPE_CHECKING:
+    from callserver.call_log import CallLog
+    from callserver.providers import Providers
+    from shared.config import Settings
+    from shared.twilio_api import Telephony
+
+FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+MAX_TOOL_ROUNDS = 6
+TRANSFER_LINE = "One moment please, I'm transferring you now."
+
+
+@dataclass
+class CallInfo:
+    call_id: int
+    twilio_sid: str
+    direction: str
+    to_number: str
+    from_number: str
+    task: str
+    system_prompt: str
+    opening_line: str
+    owner_number: str = ""
+    greeting: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class CallSession:
+    def __init__(self, info: CallInfo, *, settings: Settings, providers: Providers, log: CallLog,
+                 telephony: Telephony, tools: ToolRegistry | None = None) -> None:
+        self.info = info
+        self.settings = settings
+        self.providers = providers
+        self.log = log
+        self.telephony = telephony
+        self.tools = tools or default_registry()
+        self.owner_number = info.owner_number
+        self.history = History(info.system_prompt)
+        self.playback = Playback()
+        self.turns = TurnTaker()
+        self.stt = providers.stt()
+        self.facts: list[dict[str, str]] = []
+        self.metrics = TurnMetrics()
+        self.ended_reason = ""
+        self.streams = 0
+        self._ended = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reply: asyncio.Task[None] | None = None
+        self._unplayed: list[tuple[Message, Utterance]] = []
+        """Assistant turns whose audio is not fully heard yet (what a barge-in must rewrite)."""
+        self._commands: asyncio.Queue[CallCommand] = asyncio.Queue()
+        self._log = logger.bind(call_id=info.call_id)
+
+    # --- life ------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            stt_task = tg.create_task(self._run_stt())
+            self._spawn(self._listen())
+            self._spawn(self._run_commands())
+            if self.info.greeting:
+                self._start_reply(say=self.info.greeting)
+            await self._ended.wait()
+            for task in list(self._tasks):
+                task.cancel()
+            self.stt.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(stt_task), 2.0)
+            except (TimeoutError, Exception):
+                stt_task.cancel()
+        self._log.info("session over: {}", self.ended_reason)
+
+    def end(self, reason: str) -> None:
+        if not self.ended_reason:
+            self.ended_reason = reason
+        self._ended.set()
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any] | None:
+        if self._tg is None or self._ended.is_set():
+            return None
+        task = self._tg.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run_stt(self) -> None:
+        try:
+            await self.stt.run()
+        except Exception as exc:  # STT gone for good: without ears the call cannot go on
+            self._log.error("speech-to-text failed: {!r}", exc)
+            self.log.action("error", what="stt", detail=str(exc))
+            self.end("stt failed")
+
+    async def attach(self, stream: MediaStream) -> None:
+        """Feed one Twilio stream of this call until it stops (the session lives on)."""
+        self.streams += 1
+        self.playback.attach(stream)
+        try:
+            async for event in stream.events():
+                if isinstance(event, Media):
+                    self.stt.push(event.payload)
+                elif isinstance(event, MarkEcho):
+                    self.playback.on_mark(event.name)
+                elif isinstance(event, Dtmf):
+                    self.log.action("dtmf_received", digit=event.digit)
+                elif isinstance(event, Stop):
+                    break
+                if self._ended.is_set():
+                    break
+        finally:
+            self.playback.detach(stream)
+
+    def on_call_status(self, status: str, answered_by: str = "") -> None:
+        if status in FINAL_STATUSES:
+            self.end(status)
+        elif answered_by.startswith("machine_end"):
+            self._start_reply(say=self._voicemail_message(), then=self._hang_up_after_voicemail)
+
+    def _voicemail_message(self) -> str:
+        return (self.info.options.get("voicemail_message") or self.settings.voicemail_message
+                or f"Hello, this is {self.settings.agent_name} calling about: {self.info.task}. "
+                   "Please call back at your convenience. Thank you.")
+
+    async def _hang_up_after_voicemail(self) -> None:
+        await self.hang_up("voicemail left")
+
+    # --- listening -------------------------------------------------------------------------------
+    def _agent_speaking(self) -> bool:
+        return (self._reply is not None and not self._reply.done()) or self.playback.speaking
+
+    async def _listen(self) -> None:
+        async for event in self.stt.events():
+            arrived = now()
+            if isinstance(event, SpeechStarted):
+                continue
+            for decision in self.turns.feed(event, self._agent_speaking()):
+                if isinstance(decision, BargeIn):
+                    await self._barge_in(arrived)
+                elif isinstance(decision, EndOfTurn):
+                    self.log.line("callee", decision.text)
+                    self.history.add_user(decision.text)
+                    self._start_reply(timer=TurnTimer(arrived))
+                elif isinstance(decision, Backchannel):
+                    self.log.line("callee", decision.text)
+
+    async def _barge_in(self, detected: float) -> None:
+        if not self._agent_speaking():
+            return
+        await self._interrupt()
+        reaction = (now() - detected) * 1000
+        self.metrics.barge_ins_ms.append(round(reaction, 2))
+        self.log.turn_metrics(barge_in_ms=reaction)
+
+    async def _interrupt(self) -> None:
+        """Stop talking now: compute what was heard, clear Twilio, cancel the reply, fix the history."""
+        heard = [(msg, utt, self.playback.heard(utt)) for msg, utt in self._unplayed]
+        self._unplayed = []
+        await self.playback.clear()
+        if self._reply is not None:
+            self._reply.cancel()
+            self._reply = None
+        for msg, utt, text in heard:
+            utt.interrupted = True
+            if not utt.sent_audio and not msg.tool_calls:
+                with contextlib.suppress(ValueError):
+                    self.history.messages.remove(msg)
+                continue
+            if msg not in self.history.messages:
+                self.history.messages.append(msg)
+            self.history.interrupt(msg, text)
+            self.log.line("agent", text, interrupted=True)
+
+    # --- replying --------------------------------------------------------------------------------
+    def _start_reply(self, *, timer: TurnTimer | None = None, say: str | None = None,
+                     then: Callable[[], Awaitable[None]] | None = None) -> None:
+        if self._reply is not None and not self._reply.done():
+            self._reply.cancel()
+        self._reply = self._spawn(self._run_reply(timer, say, then))
+
+    async def _run_reply(self, timer: TurnTimer | None, say: str | None,
+                         then: Callable[[], Awaitable[None]] | None) -> None:
+        try:
+            if say is not None:
+                await self._say(say)
+            else:
+                await self._converse(timer)
+            if then is not None:
+                await then()
+        except Exception as exc:  # e.g. a REST call of a tool failed: the call itself goes on
+            self._log.exception("reply failed: {!r}", exc)
+            self.log.action("error", what="reply", detail=str(exc))
+
+    async def _say(self, text: str) -> None:
+        msg, utt = Message("assistant", text), Utterance()
+        self._unplayed.append((msg, utt))
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        for phrase in split_text(text):
+            queue.put_nowait(phrase)
+        queue.put_nowait(None)
+        await self._speak(queue, utt, None)
+        self.history.messages.append(msg)
+        self._spawn(self._log_when_played(msg, utt))
+        await self.playback.wait_played()
+
+    async def _converse(self, timer: TurnTimer | None) -> None:
+        for _ in range(MAX_TOOL_ROUNDS):
+            msg, utt = Message("assistant"), Utterance()
+            self._unplayed.append((msg, utt))
+            queue: asyncio.Queue[str | None] = asyncio.Queue()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._speak(queue, utt, timer))
+                await self._think(msg, queue, timer)
+            if msg.text or msg.tool_calls:
+                self.history.messages.append(msg)
+                self._spawn(self._log_when_played(msg, utt))
+            else:
+                self._unplayed.remove((msg, utt))
+            if timer is not None:
+                figures = timer.figures()
+                self.metrics.add(figures)
+                self.log.turn_metrics(**figures)
+                timer = None
+            if not msg.tool_calls or await self._run_tools(msg):
+                return
+
+    async def _think(self, msg: Message, queue: asyncio.Queue[str | None], timer: TurnTimer | None) -> None:
+        splitter = PhraseSplitter()
+        parts: list[str] = []
+        async for event in self.providers.llm.stream(self.history, self.tools.defs):
+            if isinstance(event, TextDelta):
+                if timer:
+                    timer.mark("llm_first_token_ms")
+                parts.append(event.text)
+                for phrase in splitter.push(event.text):
+                    if timer:
+                        timer.mark("first_phrase_ms")
+                    queue.put_nowait(phrase)
+            elif isinstance(event, ToolCallEvent):
+                msg.tool_calls.append(ToolCallRecord(event.id, event.name, dict(event.arguments)))
+        rest = splitter.flush()
+        if rest:
+            if timer:
+                timer.mark("first_phrase_ms")
+            queue.put_nowait(rest)
+        queue.put_nowait(None)
+        msg.text = "".join(parts).strip()
+
+    async def _speak(self, queue: asyncio.Queue[str | None], utt: Utterance, timer: TurnTimer | None) -> None:
+        while (phrase := await queue.get()) is not None:
+            seg = self.playback.segment(utt, phrase)
+            for attempt in (1, 2):
+                try:
+                    async for chunk in self.providers.tts.synthesize(phrase):
+                        if timer:
+                            timer.mark("tts_first_byte_ms")
+                        if not await self.playback.send(seg, chunk):
+                            break
+                        if timer:
+                            timer.mark("first_audio_ms")
+                    break
+                except Exception as exc:  # one phrase lost is better than a dead call
+                    self._log.warning("TTS failed on {!r} (attempt {}): {!r}", phrase, attempt, exc)
+                    if seg.received:
+                        break
+            seg.done = True
+
+    async def _log_when_played(self, msg: Message, utt: Utterance) -> None:
+        end = max((s.end for s in utt.segments), default=0)
+        await self.playback.wait_played(end)
+        if utt.interrupted:
+            return  # the barge-in logged what was heard
+        with contextlib.suppress(ValueError):
+            self._unplayed.remove((msg, utt))
+        if msg.text:
+            self.log.line("agent", msg.text)
+
+    async def _run_tools(self, msg: Message) -> bool:
+        """Run the turn's tool calls in order; True when one of them ended the conversation."""
+        ends = False
+        for call in msg.tool_calls:
+            self.log.action(call.name, **call.arguments)
+            result = await self.tools.call(self, call.name, call.arguments)
+            self.history.add_tool_result(call.id, result.content, is_error=result.is_error)
+            ends = ends or result.ends_turn
+        return ends
+
+    # --- ToolHost --------------------------------------------------------------------------------
+    async def wait_played(self) -> None:
+        await self.playback.wait_played()
+
+    async def hang_up(self, reason: str) -> None:
+        try:
+            await self.telephony.hangup(self.info.twilio_sid)
+        finally:
+            self.end(reason)
+
+    async def transfer(self, number: str) -> None:
+        self.log.status("transferring", detail=number)
+        caller_id = self.info.from_number if self.info.direction == "outbound" else self.info.to_number
+        await self.telephony.update_twiml(self.info.twilio_sid, dial_twiml(number, caller_id))
+        self.end(f"transferred to {number}")
+
+    def note_fact(self, label: str, value: str) -> None:
+        self.facts.append({"label": label, "value": value})
+        self.log.fact(label, value)
+
+    # --- control from the chat -------------------------------------------------------------------
+    def handle_command(self, cmd: CallCommand) -> None:
+        self._commands.put_nowait(cmd)
+
+    async def _run_commands(self) -> None:
+        while True:
+            cmd = await self._commands.get()
+            try:
+                await self._command(cmd)
+            except Exception as exc:  # a failed command is reported, the call goes on
+                self._log.warning("command {} failed: {!r}", cmd.kind, exc)
+                self.log.action("command_failed", command=cmd.kind, error=str(exc))
+
+    async def _command(self, cmd: CallCommand) -> None:
+        if cmd.kind == "hangup":
+            self.log.action("hangup", by="owner")
+            await self.hang_up("hung up by the owner")
+        elif cmd.kind == "transfer":
+            number = cmd.number or self.owner_number
+            if not number:
+                raise ValueError("no number to transfer to")
+            await self._interrupt_if_speaking()
+            self.log.action("transfer", number=number, by="owner")
+            self._start_reply(say=TRANSFER_LINE, then=lambda: self.transfer(number))
+        elif cmd.kind == "say":
+            await self._interrupt_if_speaking()
+            self.log.action("say", text=cmd.text)
+            self._start_reply(say=cmd.text)
+        else:  # instruct, hint, answer: a note from the person the agent calls for
+            self.history.add_note(cmd.text)
+            self.log.action(cmd.kind, text=cmd.text)
+            if not self._agent_speaking() and not self.turns.pending_text:
+                self._start_reply(timer=None)
+
+    async def _interrupt_if_speaking(self) -> None:
+        if self._agent_speaking():
+            await self._interrupt()
