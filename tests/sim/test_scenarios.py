@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
@@ -161,7 +160,7 @@ async def test_prior_auth_ivr_hold_and_human(phone) -> None:
 
 
 async def test_interrupting_human_barge_in(phone) -> None:
-    net, twiml, agents = phone
+    net, twiml, _ = phone
     long = ("Hi, this is Alex calling on behalf of Jordan about the appointment next week, "
             "I wanted to confirm the time and the address and a few other details with you.")
 
@@ -183,15 +182,16 @@ async def test_interrupting_human_barge_in(phone) -> None:
     for speech_ms, clear_ms in log.barge_ins:
         assert 0 <= clear_ms - speech_ms < 1000
     heard = log.heard_text()
-    assert heard.count("Hi, this is Alex") == 2 and "other details with you." not in heard
+    assert heard.count("Hi, this is") == 2 and "other details with you." not in heard
     said = log.said_text()
     assert "Sorry, sorry, who did you say you are?" in said and "get to the point?" in said
 
 
 async def test_voicemail_records_the_message_after_the_beep(phone) -> None:
     net, _, _ = phone
+    message = "Hi Sam, this is Alex for Jordan, please call back at 555 0100."
     hooks = WebhookReceiver(twiml={"/voice": lambda hit: (
-        "<Response><Say>Hi Sam, this is Alex for Jordan, please call back at 555 0100.</Say><Hangup/></Response>"
+        f"<Response><Say>{message}</Say><Hangup/></Response>"
         if hit.params.get("AnsweredBy") == "machine_end_beep" else "<Response><Hangup/></Response>")})
     async with serve(hooks.app()) as base:
         hooks.base_url = base
@@ -199,9 +199,9 @@ async def test_voicemail_records_the_message_after_the_beep(phone) -> None:
                                                machine_detection="DetectMessageEnd"))
         await net.wait_for_end(call.sid, timeout_s=15)
     assert call.answered_by == "machine_end_beep"
-    assert call.callee.voicemail_message == "Hi Sam, this is Alex for Jordan, please call back at 555 0100."
-    beep_end = call.log.statuses[-1][1]
-    assert beep_end > call.log.said[-1].end_ms  # the agent spoke after the greeting
+    assert call.callee.voicemail_message == message
+    # Synchronous AMD held the TwiML until the beep: the message starts after the greeting.
+    assert call.log.heard[0].start_ms > call.log.said[-1].end_ms
 
 
 async def test_yaml_scenario_with_keypad_entry_and_inbound_call(phone, tmp_path: Path) -> None:
@@ -214,8 +214,9 @@ async def test_yaml_scenario_with_keypad_entry_and_inbound_call(phone, tmp_path:
         "          - say: Thank you.\n          - hangup\n")
     scenario = load_scenario(spec)
     net.add_account(SID, TOKEN)
-    hooks = WebhookReceiver(twiml={"/incoming": '<Response><Pause length="3"/><Play digits="1"/>'
-                                   '<Pause length="3"/><Play digits="12345#"/><Pause length="20"/></Response>'})
+    hooks = WebhookReceiver(twiml={"/incoming": (
+        '<Response><Pause length="3"/><Play digits="1"/><Pause length="3"/><Play digits="12345#"/>'
+        '<Pause length="20"/></Response>')})
     async with serve(hooks.app()) as base:
         hooks.base_url = base
         net.set_voice_url("+15005550006", hooks.url("/incoming"))
