@@ -1,0 +1,194 @@
+"""What the chat shows about a call: the live card, transcript lines, tool uses and the summary.
+
+Pure functions of plain data, so the wording is tested without Telegram and reused by the transcript
+document and the demo.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from shared.models import Call
+
+NO_CONNECT = {
+    "busy": "the line was busy",
+    "no-answer": "nobody answered",
+    "canceled": "the call was canceled before it connected",
+    "failed": "the call failed",
+}
+OUTCOME_ICON = {"achieved": "✅", "partial": "🟡", "failed": "❌", "voicemail": "📼", "no_answer": "📵",
+                "busy": "📵"}
+STATUS_TEXT = {
+    "created": "📞 Dialing…", "dialing": "📞 Dialing…", "queued": "📞 Dialing…", "initiated": "📞 Dialing…",
+    "ringing": "🔔 Ringing…", "in-progress": "🟢 In progress", "on-hold": "⏸ On hold",
+    "transferring": "↪️ Transferring…", "transferred": "↪️ Transferred",
+}
+# Preferred latency figure for the summary line: end of the callee's speech -> first agent audio out.
+LATENCY_KEYS = ("speech_end_to_first_audio", "end_to_first_audio", "first_audio", "total", "response")
+
+
+@dataclass
+class CallCard:
+    """The bot's view of one call it shows in a chat."""
+
+    call_id: int
+    chat_id: int
+    callee: str
+    task: str = ""
+    direction: str = "outbound"
+    twilio_sid: str = ""
+    message_id: int | None = None
+    status: str = "dialing"
+    answered_by: str = ""
+    detail: str = ""
+    answered_at: float | None = None
+    """time.monotonic() when a person (or machine) answered, for the elapsed time."""
+    ended: bool = False
+    end_text: str = ""
+    shown: Any = field(default=None, repr=False)
+    """What the chat shows now (text, buttons), so unchanged edits are skipped."""
+
+    @property
+    def answered(self) -> bool:
+        return self.answered_at is not None
+
+    def render(self) -> str:
+        head = (f"📲 Incoming call #{self.call_id} from {self.callee}" if self.direction == "inbound"
+                else f"Call #{self.call_id} to {self.callee}")
+        lines = [head]
+        if self.task:
+            lines.append(f"Task: {_clip(self.task, 300)}")
+        lines.append(self.status_line())
+        return "\n".join(lines)
+
+    def status_line(self) -> str:
+        if self.ended:
+            return f"⏹ Ended: {self.end_text}"
+        text = STATUS_TEXT.get(self.status, f"• {self.status}")
+        if self.answered_by and self.status in ("in-progress", "on-hold"):
+            who = "a person" if self.answered_by == "human" else (
+                "an answering machine" if self.answered_by.startswith("machine") else self.answered_by)
+            text += f" · answered by {who}"
+        if self.answered_at is not None:
+            text += f" · {elapsed(time.monotonic() - self.answered_at)}"
+        if self.detail:
+            text += f"\n{_clip(self.detail, 200)}"
+        return text
+
+    def markup(self) -> InlineKeyboardMarkup | None:
+        if self.ended:
+            return None
+        return InlineKeyboardMarkup([
+            [InlineKeyboardButton("☎️ Hang up", callback_data=f"hang:{self.call_id}"),
+             InlineKeyboardButton("↪️ Transfer to me", callback_data=f"xfer:{self.call_id}")],
+            [InlineKeyboardButton("💬 Say…", callback_data=f"say:{self.call_id}")],
+        ])
+
+
+def elapsed(seconds: float) -> str:
+    total = max(0, int(seconds))
+    return f"{total // 60}:{total % 60:02d}"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def transcript_line(speaker: str, text: str, interrupted: bool = False) -> str:
+    if speaker == "agent":
+        return f"🤖 Agent: {text}" + ("… ✂️ (cut off)" if interrupted else "")
+    if speaker == "callee":
+        return f"👤 Callee: {text}"
+    if speaker == "owner":
+        return f"📝 You: {text}"
+    return f"ℹ️ {text}"
+
+
+def action_line(kind: str, detail: dict[str, Any]) -> str | None:
+    """One line for a tool use or notable step; None for ones not worth a line (hidden bookkeeping)."""
+    if kind == "digits":
+        return f"🔢 Pressed {detail.get('digits', '')}".rstrip()
+    if kind == "on_hold":
+        return "⏸ Waiting on hold" + (f" ({detail['reason']})" if detail.get("reason") else "")
+    if kind == "off_hold":
+        return "▶️ Off hold: a person is back"
+    if kind == "fact":
+        return f"📌 Noted: {detail.get('label', 'fact')}: {detail.get('value', '')}"
+    if kind == "transfer":
+        return f"↪️ Transferring to {detail.get('number') or 'you'}"
+    if kind == "end_call":
+        return "👋 Agent ended the call" + (f": {detail['reason']}" if detail.get("reason") else "")
+    if kind == "voicemail":
+        return "📼 Reached voicemail: leaving a message"
+    if kind == "command":
+        what = detail.get("command", "")
+        if what == "instruct":
+            return f"📝 Instruction delivered to the agent: {detail.get('text', '')}"
+        if what == "say":
+            return f"💬 Agent told to say: {detail.get('text', '')}"
+        return None
+    if kind in ("turn_metrics",):
+        return None
+    shown = ", ".join(f"{k}={v}" for k, v in detail.items())
+    return f"⚙️ {kind}" + (f": {shown}" if shown else "")
+
+
+def end_text(status: str, reason: str) -> str:
+    base = {"completed": "call completed", **NO_CONNECT}.get(status, status)
+    if reason and reason not in (status, base):
+        return f"{base} ({reason})"
+    return base
+
+
+def duration_text(call: Call) -> str:
+    return elapsed(call.duration_s or 0)
+
+
+def latency_text(latency: dict[str, Any]) -> str:
+    figures = {k: v for k, v in latency.items() if isinstance(v, dict) and "p50" in v}
+    if not figures:
+        return ""
+    key = next((k for k in LATENCY_KEYS if k in figures), max(figures, key=lambda k: figures[k]["p50"]))
+    fig = figures[key]
+    turns = latency.get("turns", fig.get("n", 0))
+    return (f"response latency p50 {fig['p50']:.0f} ms, p95 {fig['p95']:.0f} ms "
+            f"({key.replace('_', ' ')}, {turns} turns)")
+
+
+def summary_text(call: Call, callee: str) -> str:
+    """The after-call report; a one-liner for calls that never connected."""
+    if call.outcome in ("busy", "no_answer") or (call.status in NO_CONNECT and not call.answered_at):
+        reason = call.end_reason if call.end_reason not in ("", call.status) else ""
+        what = NO_CONNECT.get(call.status, call.status)
+        return f"📵 Call #{call.id} to {callee}: {what}" + (f": {reason}" if reason else "") + "."
+    icon = OUTCOME_ICON.get(call.outcome, "☑️")
+    lines = [f"{icon} Call #{call.id} to {callee}: {call.outcome or call.status}"]
+    stats = [f"duration {duration_text(call)}"]
+    if latency_text(call.latency):
+        stats.append(latency_text(call.latency))
+    lines.append(" · ".join(stats))
+    if call.summary:
+        lines += ["", call.summary]
+    if call.facts:
+        lines += ["", "Facts:"] + [f"• {f.get('label', 'fact')}: {f.get('value', '')}" for f in call.facts]
+    if call.next_steps:
+        lines += ["", "Next steps:"] + [f"• {step}" for step in call.next_steps]
+    return "\n".join(lines)
+
+
+def summary_markup(call: Call) -> InlineKeyboardMarkup:
+    row = [InlineKeyboardButton("📄 Full transcript", callback_data=f"tx:{call.id}")]
+    if call.recording_url:
+        row.append(InlineKeyboardButton("🎧 Recording", callback_data=f"rec:{call.id}"))
+    again = InlineKeyboardButton("🔁 Call again", callback_data=f"again:{call.id}")
+    return InlineKeyboardMarkup([row, [again]])
+
+
+def callee_name(call: Call) -> str:
+    contact = (call.options or {}).get("contact") or ""
+    number = call.to_number if call.direction == "outbound" else call.from_number
+    return f"{contact} ({number})" if contact else number
