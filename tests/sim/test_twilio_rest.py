@@ -158,3 +158,17 @@ async def test_update_on_ended_call_and_concurrent_calls(env: Env) -> None:
     with pytest.raises(TwilioRestException) as over:
         await env.client.calls(calls[0].sid).update_async(status="completed")
     assert over.value.status == 404
+
+
+async def test_update_with_twiml_replaces_the_running_document(env: Env) -> None:
+    call = await env.client.calls.create_async(to=HUMAN, from_=FROM,
+                                               twiml="<Response><Pause length='60'/></Response>")
+    for _ in range(500):
+        if env.net.calls[call.sid].status == "in-progress":
+            break
+        await asyncio.sleep(0.01)
+    new = "<Response><Say>Replaced now.</Say><Hangup/></Response>"
+    await env.client.calls(call.sid).update_async(twiml=new)
+    await env.net.wait_for_end(call.sid, timeout_s=5)
+    assert env.net.calls[call.sid].log.heard_text().endswith("Replaced now.")
+    assert env.net.calls[call.sid].end_reason == "twiml ended"
