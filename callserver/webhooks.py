@@ -102,6 +102,7 @@ async def _inbound_call(services: Services, params: dict[str, str]) -> int | Non
         if owner_id is not None and owner is None:
             owner = User(id=owner_id)
             s.add(owner)
+            await s.flush()  # the Call row's foreign key needs the user row first
         name = (owner.full_name if owner else "") or "the owner"
         call = Call(owner_id=owner_id, direction="inbound", to_number=params.get("To", "")[:20],
                     from_number=params.get("From", "")[:20], task="Answer an incoming call.",
