@@ -31,7 +31,6 @@ from shared.policy import check_task as check_policy
 from shared.scheduling import (
     CallScheduler,
     Notify,
-    PlaceCall,
     ScheduleSettings,
     WhenError,
     callee_window,
@@ -40,6 +39,9 @@ from shared.scheduling import (
     parse_when,
     split_command,
 )
+from shared.scheduling.placing import place_via
+
+__all__ = ["build_scheduler", "place_via", "post_via", "register"]
 
 KEY = "schedule"
 DRAFTS = "schedule_drafts"
@@ -61,15 +63,6 @@ COMMANDS.extend(c for c in _COMMANDS if c.name not in {known.name for known in C
 class ScheduleDeps:
     scheduler: CallScheduler
     calls: CallService
-
-
-def place_via(calls: CallService) -> PlaceCall:
-    """Each attempt goes through the same vetting and placing as /call; the Call row is tied to the job."""
-    async def place(row: ScheduledCall) -> int:
-        request = await calls.prepare(row.owner_id, row.to_number, row.task)
-        call = await calls.place(request, scheduled_call_id=row.id)
-        return call.id or 0
-    return place
 
 
 def post_via(live: Any) -> Notify:

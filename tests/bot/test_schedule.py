@@ -92,7 +92,7 @@ async def chat(db: Database, settings_factory) -> AsyncIterator[dict[str, Any]]:
 
 
 def _placer(calls: CallService):  # type: ignore[no-untyped-def]
-    from bot.schedule_handlers import place_via
+    from shared.scheduling.placing import place_via
 
     return place_via(calls)
 

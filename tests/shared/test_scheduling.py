@@ -437,3 +437,67 @@ async def test_two_live_timers_on_postgres_fire_once(pg_url: str) -> None:
         await a.close()
         await b.close()
         await db.close()
+
+
+# --- the whole pipeline on sim/ -----------------------------------------------------------------------
+
+async def test_scheduled_call_through_the_whole_pipeline_with_retries(call_stack) -> None:  # type: ignore[no-untyped-def]
+    """Placed on time by the real CallService + Twilio SDK into sim's phone network and call server;
+    busy, then no answer (each ended by the call server's status handling), then a human answers."""
+    from dialer.demo import OWNER_ID
+    from shared.scheduling.placing import place_via
+    from sim.scenarios import library
+
+    number = "+12125550108"
+    async with call_stack(speed=60) as stack:
+        stack.network.attach(number, library.busy())
+        clock = Clock(MONDAY_NOON_UTC)
+        told: list[str] = []
+
+        async def notify(user_id: int, text: str) -> None:
+            assert user_id == OWNER_ID
+            told.append(text)
+
+        sched = CallScheduler(stack.db, place_call=place_via(stack.calls), notify=notify, bus=stack.bus,
+                              clock=clock.now, run_timer=False)
+        await sched.start()
+        try:
+            row = sched.new_row(owner_id=OWNER_ID, to_number=number, task="Confirm the appointment on "
+                                "Tuesday at 3 pm.", run_at=MONDAY_NOON_UTC + timedelta(hours=1),
+                                timezone="America/New_York")
+            row = await sched.schedule(row)
+            clock.at = row.run_at - timedelta(minutes=1)
+            assert await sched.run_due() == 0
+            clock.at = row.run_at
+            calls: list[Call] = []
+            # Each attempt's callee behaves as the next scenario; retries come 30 minutes apart.
+            for next_scenario in (library.no_answer(), library.friendly_human(ring_ms=500), None):
+                assert await sched.run_due() == 1
+                fresh = await store.get(stack.db, row.id or 0)
+                assert fresh is not None and fresh.last_call_id is not None
+                calls.append(await stack.wait_end(fresh.last_call_id, timeout_s=30))
+                if next_scenario is None:
+                    break
+                retry = await _wait_status(sched, row.id or 0, "pending")
+                assert retry.run_at == clock.at + timedelta(minutes=30)
+                stack.network.attach(number, next_scenario)
+                clock.at = retry.run_at
+            await _wait_status(sched, row.id or 0, "done")
+        finally:
+            await sched.close()
+        assert [c.status for c in calls] == ["busy", "no-answer", "completed"]
+        assert all(c.scheduled_call_id == row.id for c in calls) and len({c.id for c in calls}) == 3
+        assert calls[2].answered_by == "human" and calls[2].summary
+        assert [t for t in told if "attempt" in t][-1].endswith("completed; done.")
+        assert sum("Next attempt" in t for t in told) == 2
+
+
+async def _wait_status(sched: CallScheduler, sc_id: int, status: str) -> ScheduledCall:
+    """The call server's CallEnded reaches the scheduler through the bus a moment after wait_end."""
+    async with asyncio.timeout(10):
+        while True:
+            await sched.idle()
+            row = await store.get(sched.db, sc_id)
+            if row is not None and row.status == status:
+                return row
+            await asyncio.sleep(0.02)
