@@ -246,7 +246,7 @@ class CallSession:
                 self._spawn(self._log_when_played(msg, utt))
             else:
                 self._unplayed.remove((msg, utt))
-            if timer is not None:
+            if timer is not None and timer.stamps:
                 figures = timer.figures()
                 self.metrics.add(figures)
                 self.log.turn_metrics(**figures)

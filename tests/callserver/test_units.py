@@ -1,0 +1,72 @@
+"""Unit tests: phrase cutting, turn-taking decisions, heard-text mapping, history rewrite, tool schemas."""
+
+from __future__ import annotations
+
+from callserver.history import INTERRUPTED, NOTHING_HEARD, History, ToolCallRecord
+from callserver.phrases import PhraseSplitter, split_text
+from callserver.playback import Segment, heard_prefix
+from callserver.stt.base import SpeechStarted, Transcript, UtteranceEnd
+from callserver.tools import default_registry, to_anthropic, to_openai
+from callserver.turns import Backchannel, BargeIn, EndOfTurn, TurnTaker
+
+
+def _stream(text: str, size: int = 3) -> list[str]:
+    splitter = PhraseSplitter()
+    out: list[str] = []
+    for i in range(0, len(text), size):
+        out += splitter.push(text[i:i + size])
+    rest = splitter.flush()
+    return [*out, rest] if rest else out
+
+
+def test_first_phrase_at_first_clause_then_sentences() -> None:
+    assert _stream("Hi, this is Alex from Dr. Smith's office, calling about 3.5 hours. Bye now!") == [
+        "Hi,", "this is Alex from Dr. Smith's office, calling about 3.5 hours.", "Bye now!"]
+
+
+def test_numbers_ids_and_initials_are_not_cut() -> None:
+    assert split_text("It costs 1,000.50 dollars, ref A.B.12. Ask J. Doe at example.com now.") == [
+        "It costs 1,000.50 dollars,", "ref A.B.12.", "Ask J. Doe at example.com now."]
+
+
+def test_turns_backchannel_does_not_interrupt_but_speech_does() -> None:
+    turns = TurnTaker()
+    assert turns.feed(SpeechStarted(), agent_speaking=True) == []
+    assert turns.feed(Transcript("uh-huh", False), agent_speaking=True) == []
+    assert turns.feed(Transcript("Uh-huh.", True, True), agent_speaking=True) == [Backchannel("Uh-huh.")]
+    assert turns.feed(Transcript("wait", False), agent_speaking=True) == [BargeIn("wait")]
+    assert turns.feed(Transcript("wait a second", False), agent_speaking=True) == []  # reported once
+    assert turns.feed(Transcript("Wait a second.", True), agent_speaking=True) == []
+    assert turns.feed(UtteranceEnd(), agent_speaking=False) == [EndOfTurn("Wait a second.")]
+    assert turns.feed(Transcript("okay", True, True), agent_speaking=False) == [EndOfTurn("okay")]
+    assert turns.feed(Transcript("yeah sure thing", False), agent_speaking=True) == [
+        BargeIn("yeah sure thing")]
+
+
+def test_heard_words_are_whole_and_rounded_down() -> None:
+    assert heard_prefix("Hello there, my friend", 0.6) == "Hello there,"
+    assert heard_prefix("Hello there", 0.2) == ""
+    seg = Segment("one two three four", start=1000, received=800, done=True)
+    assert seg.heard(1000) == "" and seg.heard(1400) == "one two" and seg.heard(1800) == "one two three four"
+
+
+def test_history_interrupt_rewrites_and_answers_tool_calls() -> None:
+    history = History("sys")
+    history.add_user("Hello?")
+    msg = history.add_assistant("Hi, I'm calling about your invoice", [ToolCallRecord("c1", "end_call")])
+    history.interrupt(msg, "Hi, I'm")
+    openai = history.to_openai()
+    assert openai[2]["content"] == "Hi, I'm" + INTERRUPTED
+    assert openai[3] == {"role": "tool", "tool_call_id": "c1", "content": "not done: the callee interrupted"}
+    other = history.add_assistant("Sorry")
+    history.interrupt(other, "")
+    assert other.text == NOTHING_HEARD
+    system, anthropic = history.to_anthropic()
+    assert system == "sys" and [m["role"] for m in anthropic] == ["user", "assistant", "user", "assistant"]
+
+
+def test_tools_are_defined_once_and_translated() -> None:
+    defs = default_registry().defs
+    assert [t["function"]["name"] for t in to_openai(defs)] == ["end_call", "transfer_call", "note_fact"]
+    anthropic = to_anthropic(defs)
+    assert anthropic[2]["input_schema"]["required"] == ["label", "value"]
