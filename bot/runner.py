@@ -10,6 +10,7 @@ from loguru import logger
 from telegram import Update
 from telegram.ext import Application
 
+from bot import schedule_handlers
 from bot.deps import app_deps
 from bot.texts import bot_commands
 
@@ -31,6 +32,7 @@ class BotRunner:
         await app.initialize()
         await app.bot.set_my_commands(bot_commands())
         await d.live.start()
+        await schedule_handlers.start(app)  # issue 6: scheduled calls
         await app.start()
         if settings.telegram_webhook_url:
             secret = settings.telegram_webhook_secret.get_secret_value() or None
@@ -49,6 +51,7 @@ class BotRunner:
             await app.updater.stop()
         if app.running:
             await app.stop()
+        await schedule_handlers.stop(app)  # issue 6: scheduled calls
         await app_deps(app).live.stop()
         await app.shutdown()
 

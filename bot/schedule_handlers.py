@@ -4,9 +4,8 @@
 task like /call does, and echoes the exact time and zone with [Schedule] [Cancel] before anything is
 saved. `/jobs` lists open ones with [Cancel] [Run now]. The scheduling itself is `CallScheduler`'s.
 
-Wiring (bot/app.py): `scheduler = build_scheduler(db, bus, calls, live)`, `await scheduler.start()`,
-`register(application, scheduler, calls)` after `call_flow.register` (its /cancel ends a /call dialogue
-first), `await scheduler.close()` on shutdown.
+Wiring: listed in bot.app.HANDLER_MODULES after `call_flow` (its /cancel ends a /call dialogue first),
+`register(application)` builds the scheduler from BotDeps; bot.runner calls `start(app)` / `stop(app)`.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ from shared.scheduling import (
 )
 from shared.scheduling.placing import place_via
 
-__all__ = ["build_scheduler", "place_via", "post_via", "register"]
+__all__ = ["build_scheduler", "place_via", "post_via", "register", "start", "stop"]
 
 KEY = "schedule"
 DRAFTS = "schedule_drafts"
@@ -77,12 +76,29 @@ def build_scheduler(db: Database, bus: EventBus, calls: CallService, live: Any,
     return CallScheduler(db, place_call=place_via(calls), notify=post_via(live), bus=bus, settings=settings)
 
 
-def register(application: Any, scheduler: CallScheduler, calls: CallService) -> None:
+def register(application: Any, scheduler: CallScheduler | None = None,
+             calls: CallService | None = None) -> None:
+    """Add the handlers; without arguments the scheduler is built from the bot's BotDeps."""
+    if scheduler is None or calls is None:
+        from bot.deps import app_deps
+
+        d = app_deps(application)
+        calls = d.calls
+        scheduler = build_scheduler(d.db, d.bus, d.calls, d.live)
     application.bot_data[KEY] = ScheduleDeps(scheduler, calls)
     application.add_handler(CommandHandler("schedule", schedule_cmd))
     application.add_handler(CommandHandler("jobs", jobs_cmd))
     application.add_handler(CommandHandler("cancel", cancel_cmd))
     application.add_handler(CallbackQueryHandler(button, pattern=r"^sch:"))
+
+
+async def start(application: Any) -> None:
+    """Start the scheduler (after the live view: its notices go through the live view's outbox)."""
+    await application.bot_data[KEY].scheduler.start()
+
+
+async def stop(application: Any) -> None:
+    await application.bot_data[KEY].scheduler.close()
 
 
 def _deps(context: ContextTypes.DEFAULT_TYPE) -> ScheduleDeps:
