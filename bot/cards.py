@@ -28,7 +28,7 @@ STATUS_TEXT = {
     "transferring": "↪️ Transferring…", "transferred": "↪️ Transferred",
 }
 # Preferred latency figure for the summary line: end of the callee's speech -> first agent audio out.
-LATENCY_KEYS = ("speech_end_to_first_audio", "end_to_first_audio", "first_audio", "total", "response")
+LATENCY_KEYS = ("first_audio_ms", "speech_end_to_first_audio", "first_audio", "total_ms")
 
 
 @dataclass
@@ -109,29 +109,32 @@ def transcript_line(speaker: str, text: str, interrupted: bool = False) -> str:
 
 
 def action_line(kind: str, detail: dict[str, Any]) -> str | None:
-    """One line for a tool use or notable step; None for ones not worth a line (hidden bookkeeping)."""
-    if kind == "digits":
+    """One line for a tool use or notable step; None for bookkeeping not worth a line.
+
+    Kinds are what the call server logs: the agent's tool calls by tool name, `fact` (from note_fact,
+    so `note_fact` itself is not repeated), the owner's commands, and errors.
+    """
+    if kind in ("digits", "press_digits"):
         return f"🔢 Pressed {detail.get('digits', '')}".rstrip()
-    if kind == "on_hold":
+    if kind in ("on_hold", "wait_on_hold"):
         return "⏸ Waiting on hold" + (f" ({detail['reason']})" if detail.get("reason") else "")
-    if kind == "off_hold":
-        return "▶️ Off hold: a person is back"
     if kind == "fact":
         return f"📌 Noted: {detail.get('label', 'fact')}: {detail.get('value', '')}"
-    if kind == "transfer":
+    if kind in ("transfer", "transfer_call"):
         return f"↪️ Transferring to {detail.get('number') or 'you'}"
     if kind == "end_call":
         return "👋 Agent ended the call" + (f": {detail['reason']}" if detail.get("reason") else "")
-    if kind == "voicemail":
-        return "📼 Reached voicemail: leaving a message"
-    if kind == "command":
-        what = detail.get("command", "")
-        if what == "instruct":
-            return f"📝 Instruction delivered to the agent: {detail.get('text', '')}"
-        if what == "say":
-            return f"💬 Agent told to say: {detail.get('text', '')}"
-        return None
-    if kind in ("turn_metrics",):
+    if kind == "hangup":
+        return "☎️ Hung up by you" if detail.get("by") == "owner" else "☎️ Hung up"
+    if kind in ("instruct", "hint", "answer"):
+        return f"📝 Agent got your note: {detail.get('text', '')}"
+    if kind == "say":
+        return f"💬 Agent is saying your words: {detail.get('text', '')}"
+    if kind == "command_failed":
+        return f"⚠️ Your {detail.get('command', 'command')} did not work: {detail.get('error', '')}"
+    if kind == "error":
+        return f"⚠️ Trouble on the call ({detail.get('what', '?')}): the agent carries on"
+    if kind in ("note_fact", "turn_metrics", "command", "dtmf_received"):
         return None
     shown = ", ".join(f"{k}={v}" for k, v in detail.items())
     return f"⚙️ {kind}" + (f": {shown}" if shown else "")
@@ -155,8 +158,8 @@ def latency_text(latency: dict[str, Any]) -> str:
     key = next((k for k in LATENCY_KEYS if k in figures), max(figures, key=lambda k: figures[k]["p50"]))
     fig = figures[key]
     turns = latency.get("turns", fig.get("n", 0))
-    return (f"response latency p50 {fig['p50']:.0f} ms, p95 {fig['p95']:.0f} ms "
-            f"({key.replace('_', ' ')}, {turns} turns)")
+    what = "end of speech to first audio" if key == "first_audio_ms" else key.replace("_", " ")
+    return f"response latency p50 {fig['p50']:.0f} ms, p95 {fig['p95']:.0f} ms ({what}, {turns} turns)"
 
 
 def summary_text(call: Call, callee: str) -> str:

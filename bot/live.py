@@ -130,7 +130,7 @@ class LiveCalls:
                 box.card(card)
             box.line(call_id, transcript_line(event.speaker, event.text, event.interrupted))
         elif isinstance(event, events.CallAction):
-            if event.kind == "on_hold" and not card.ended:
+            if event.kind in ("on_hold", "wait_on_hold") and not card.ended:
                 card.status = "on-hold"
                 box.card(card)
             line = action_line(event.kind, event.detail)
