@@ -57,7 +57,8 @@ def brain() -> ScriptedBrain:
                  "Could you give me the reference number of the prior authorisation?"),
         Rule(user=r"reference number is ([A-Z]{2}-\d+)", priority=5, say="Thank you, I've noted {1}.",
              calls=[ToolCall("note_fact", {"label": "reference number", "value": "{1}"})]),
-        Rule(user=r"fax number", priority=6, say="One more thing: could you give me your fax number, please?"),
+        Rule(user=r"fax number", priority=6,
+             say="One more thing: could you give me your fax number, please?"),
     ], default="")
 
 
@@ -127,8 +128,12 @@ async def test_transfer_to_me_from_the_card(call_stack: Any) -> None:
         card_id = await start_call(user)
         await user.wait_for("Noted: reference number", timeout=15)
         await user.press(card_id, "↪️ Transfer to me")
-        await user.wait_for(re.escape(f"Transferring call #") + r"\d+ to \+1 212-555-0177", timeout=5)
-        card = await user.wait_for(lambda m: m.id == card_id and "Ended" in m.text, timeout=15)
+        await user.wait_for(re.escape("Transferring call #") + r"\d+ to \+1 212-555-0177", timeout=5)
+        try:
+            card = await user.wait_for(lambda m: m.id == card_id and "Ended" in m.text, timeout=15)
+        finally:
+            print("\n".join(f"{m.id} {m.text}" for m in user.chat()))
+            print([(t, e) for t, e in stack.events if t != "call.transcript"])
         assert "transferred" in card.text.lower()
         call = await call_row(stack, card_id)
         phone = stack.phone_call(call.id or 0)
