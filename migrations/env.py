@@ -24,8 +24,17 @@ def _url() -> str:
     return url
 
 
+# APScheduler creates and owns its job table in the same database; it is not part of our schema.
+FOREIGN_TABLES = {"apscheduler_jobs"}
+
+
+def _include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    return not (type_ == "table" and name in FOREIGN_TABLES)
+
+
 def _configure(connection: Connection | None = None, url: str | None = None) -> None:
     context.configure(
+        include_object=_include_object,
         connection=connection,
         url=url,
         target_metadata=target_metadata,

@@ -25,9 +25,14 @@ def async_url(url: str) -> str:
 
 
 def sync_url(url: str) -> str:
-    """The same database through a synchronous driver (APScheduler's job store needs one)."""
+    """The same database through a synchronous driver (APScheduler's job store needs one).
+
+    psycopg2 is named explicitly: SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3.
+    """
     url = async_url(url)
-    return url.replace("sqlite+aiosqlite://", "sqlite://").replace("postgresql+asyncpg://", "postgresql://")
+    return url.replace("sqlite+aiosqlite://", "sqlite://").replace(
+        "postgresql+asyncpg://", "postgresql+psycopg2://"
+    )
 
 
 def ensure_sqlite_dir(url: str) -> None:

@@ -75,10 +75,8 @@ class _SharedStoreScheduler(BackgroundScheduler):
 
 
 def job_store_url(url: str) -> str:
-    """`shared.db.sync_url` naming psycopg2, the installed driver (SQLAlchemy 2.1 defaults to psycopg 3)."""
-    sync = sync_url(url)
-    return "postgresql+psycopg2://" + sync.removeprefix("postgresql://") if sync.startswith("postgresql://") \
-        else sync
+    """The synchronous URL of our database, for APScheduler's job store."""
+    return sync_url(url)
 
 
 def callee_window(row: ScheduledCall) -> CallingWindow:

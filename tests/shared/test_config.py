@@ -74,3 +74,13 @@ def test_env_example_documents_every_setting() -> None:
     text = (Path(__file__).parents[2] / ".env.example").read_text()
     for name in Settings.model_fields:
         assert f"\n{name.upper()}=" in text, name
+
+
+def test_env_example_documents_schedule_settings() -> None:
+    from pathlib import Path
+
+    from shared.scheduling.policy import ScheduleSettings
+
+    text = (Path(__file__).parents[2] / ".env.example").read_text()
+    for name in ScheduleSettings.model_fields:
+        assert f"\nSCHEDULE_{name.upper()}=" in text, name
