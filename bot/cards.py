@@ -75,8 +75,8 @@ class CallCard:
             text += f" · answered by {who}"
         if self.answered_at is not None:
             text += f" · {elapsed(time.monotonic() - self.answered_at)}"
-        if self.detail:
-            text += f"\n{_clip(self.detail, 200)}"
+        if self.detail and self.status == "transferring":  # other details (AMD...) are noise on a card
+            text += f" to {_clip(self.detail, 60)}"
         return text
 
     def markup(self) -> InlineKeyboardMarkup | None:

@@ -128,7 +128,8 @@ class LiveCalls:
             if card.status == "on-hold" and event.speaker == "callee":
                 card.status = "in-progress"
                 box.card(card)
-            box.line(call_id, transcript_line(event.speaker, event.text, event.interrupted))
+            if event.text.strip():  # an agent cut off before its first word said nothing
+                box.line(call_id, transcript_line(event.speaker, event.text, event.interrupted))
         elif isinstance(event, events.CallAction):
             if event.kind in ("on_hold", "wait_on_hold") and not card.ended:
                 card.status = "on-hold"
