@@ -15,6 +15,7 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 from bot import access, basics, call_flow, contacts, history, profile, schedule_handlers, steering
 from bot.deps import KEY, BotDeps, Hangup
 from bot.live import LiveCalls
+from bot.runner import BotRunner
 from shared.bus import EventBus
 from shared.calls import CallService
 from shared.config import Settings
@@ -48,3 +49,38 @@ def build_application(settings: Settings, *, db: Database, bus: EventBus, teleph
     for module in LAST_MODULES:
         module.register_last(application)
     return application
+
+
+async def run_bot(settings: Settings, *, bus: EventBus, db: Database, web_app: Any = None) -> None:
+    """Run the bot (and the scheduler) until cancelled: the production entry point used by
+    dialer.runtime. In webhook mode the update route is mounted on `web_app` (the call server's app)
+    when given, else served on HOST:PORT by a small server of its own (`dialer bot` alone)."""
+    import asyncio
+
+    from shared.twilio_api import Telephony
+
+    telephony = Telephony(settings)
+    calls = CallService(settings, db, telephony, bus)
+    application = build_application(settings, db=db, bus=bus, telephony=telephony, calls=calls)
+    server = None
+    if settings.telegram_webhook_url:
+        from bot.webhook import webhook_route
+
+        route = webhook_route(application, settings.telegram_webhook_url,
+                              settings.telegram_webhook_secret.get_secret_value())
+        if web_app is not None:
+            web_app.router.routes.append(route)
+        else:
+            import uvicorn
+            from starlette.applications import Starlette
+
+            server = uvicorn.Server(uvicorn.Config(Starlette(routes=[route]), host=settings.host,
+                                                   port=settings.port, log_config=None, access_log=False))
+    try:
+        async with BotRunner(application):
+            if server is not None:
+                await server.serve()
+            else:
+                await asyncio.Event().wait()
+    finally:
+        await telephony.close()

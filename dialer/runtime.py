@@ -48,16 +48,18 @@ def callserver_part(settings: Settings, db: Database, bus: EventBus) -> Part:
                     settings.public_base_url)
         await server.serve()
 
+    run.web_app = app  # type: ignore[attr-defined]  # the bot mounts its webhook route here
     return run
 
 
-def bot_part(settings: Settings, db: Database, bus: EventBus) -> Part:
+def bot_part(settings: Settings, db: Database, bus: EventBus, web_app: object = None) -> Part:
     # ---- BOT PLUG-IN POINT (owned by the bot engineer) ------------------------------------------
     # `bot.app.run_bot(settings, bus=bus, db=db)` runs the Telegram bot and the scheduler until
-    # cancelled; this is the only line that knows about the bot.
-    from bot.app import run_bot  # type: ignore[import-not-found, unused-ignore]
+    # cancelled; this is the only line that knows about the bot. In webhook mode (TELEGRAM_WEBHOOK_URL)
+    # its update route is mounted on the call server's app when both run in this process.
+    from bot.app import run_bot
 
-    return lambda: run_bot(settings, bus=bus, db=db)  # type: ignore[no-any-return, unused-ignore]
+    return lambda: run_bot(settings, bus=bus, db=db, web_app=web_app)
     # ---------------------------------------------------------------------------------------------
 
 
@@ -68,7 +70,7 @@ async def run_all(settings: Settings, *, with_bot: bool, with_callserver: bool) 
         if with_callserver:
             parts.append(callserver_part(settings, db, bus))
         if with_bot:
-            parts.append(bot_part(settings, db, bus))
+            parts.append(bot_part(settings, db, bus, getattr(parts[0], "web_app", None) if parts else None))
         if not parts:
             return
         # uvicorn stops on SIGINT/SIGTERM itself; when any part ends, the TaskGroup cancels the rest.
