@@ -105,7 +105,10 @@ async def finish_call(services: Services, call_id: int, *, log: CallLog | None =
             return
         query = select(TranscriptLine).where(TranscriptLine.call_id == call_id).order_by(TranscriptLine.seq)
         lines = [(ln.speaker, ln.text) for ln in (await s.exec(query)).all()]
-    final = status or (call.status if call.status in FINAL_STATUSES else "completed")
+    if status or call.status in FINAL_STATUSES:
+        final = status or call.status
+    else:  # the session ended first; a transferred call goes on, bridged, without the agent
+        final = "transferred" if call.status in ("transferring", "transferred") else "completed"
     facts = list(call.facts)
     outcome, summary, next_steps = NO_CONNECT_OUTCOME.get(final, ""), "", []
     if not outcome and call.answered_by.startswith("machine") and not lines:
