@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from loguru import logger
 from sqlmodel import col, func, select
 
+from shared import dnc, limits
 from shared.bus import EventBus
 from shared.config import Settings
 from shared.db import Database
@@ -134,10 +135,20 @@ class CallService:
             raise CallRefused(f"{limit} call{'s are' if limit != 1 else ' is'} already in progress, the "
                               "most allowed at once; wait until one ends (or /hangup one) and try again")
 
+    async def check_guards(self, owner_id: int, number: str, pretty: str = "") -> None:
+        """The do-not-call list and the owner's daily limits (calls, minutes, cost)."""
+        blocked = await dnc.find(self.db, number)
+        if blocked is not None:
+            raise CallRefused(dnc.refusal(blocked, pretty or number))
+        over = await limits.check_daily(self.db, self.settings, owner_id)
+        if over:
+            raise CallRefused(over)
+
     async def prepare(self, owner_id: int, target: str, task: str) -> CallRequest:
-        """Vet number, task and capacity, and compose the prompt from the owner's profile."""
+        """Vet number, task, do-not-call list, daily limits and capacity; compose the prompt."""
         to, pretty, contact = await self.resolve(owner_id, target)
         task = self.check_task(task)
+        await self.check_guards(owner_id, to, pretty)
         await self.check_capacity()
         async with self.db.session() as s:
             user = await s.get(User, owner_id)
@@ -154,6 +165,7 @@ class CallService:
                     card_message_id: int | None = None, scheduled_call_id: int | None = None) -> Call:
         """Store the Call row and dial. Raises CallRefused at the concurrency limit (checked again: time
         may have passed since `prepare`) and CallFailed when Twilio refuses."""
+        await self.check_guards(request.owner_id, request.to_number, request.pretty_number)
         await self.check_capacity()
         async with self.db.session() as s:
             if await s.get(User, request.owner_id) is None:

@@ -113,6 +113,42 @@ class Settings(BaseSettings):
         description="comma-separated ISO regions that may be called, e.g. US,CA,GB",
     )
     recording_enabled: bool = Field(False, description="record calls (dual channel): true/false")
+    max_call_cost: float = Field(1.0, ge=0, description="most one call may cost in USD; 0 = no limit")
+    limit_wrap_up_share: float = Field(
+        0.8, gt=0, lt=1, description="share of a per-call limit at which the agent is told to wrap up"
+    )
+    daily_max_calls: int = Field(50, ge=0, description="calls one user may place per day; 0 = no limit")
+    daily_max_minutes: int = Field(
+        120, ge=0, description="call minutes one user may use per day; 0 = no limit"
+    )
+    daily_max_cost: float = Field(10.0, ge=0, description="USD one user may spend per day; 0 = no limit")
+    cost_report_s: float = Field(
+        5.0, gt=0, description="how often a live call's running cost is published (s)"
+    )
+
+    # Provider list prices in USD, used for the cost guard; set your contract prices here.
+    price_twilio_per_min: float = Field(0.014, ge=0, description="Twilio outbound voice, per started minute")
+    price_deepgram_stt_per_min: float = Field(
+        0.0077, ge=0, description="Deepgram streaming STT, per audio minute"
+    )
+    price_deepgram_tts_per_1k_chars: float = Field(
+        0.03, ge=0, description="Deepgram Aura TTS, per 1000 characters"
+    )
+    price_elevenlabs_per_1k_chars: float = Field(
+        0.05, ge=0, description="ElevenLabs TTS, per 1000 characters"
+    )
+    price_openai_input_per_mtok: float = Field(
+        0.40, ge=0, description="OpenAI model input, per million tokens"
+    )
+    price_openai_output_per_mtok: float = Field(
+        1.60, ge=0, description="OpenAI model output, per million tokens"
+    )
+    price_anthropic_input_per_mtok: float = Field(
+        1.00, ge=0, description="Anthropic model input, per million tokens"
+    )
+    price_anthropic_output_per_mtok: float = Field(
+        5.00, ge=0, description="Anthropic model output, per million tokens"
+    )
 
     # Storage and bus
     database_url: str = Field(

@@ -134,3 +134,16 @@ class ScheduledCall(SQLModel, table=True):
     status: str = Field(default="pending", index=True)
     last_call_id: int | None = None
     created_at: datetime = _created()
+
+
+class DoNotCall(SQLModel, table=True):
+    """A number the agent must not call: the callee asked on a call, or the owner added it (`/dnc`)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=20, unique=True, index=True)
+    source: str = Field(default="callee", max_length=16)
+    """"callee" (asked on a call) or "owner" (added with /dnc add)."""
+    reason: str = ""
+    call_id: int | None = Field(default=None, foreign_key="call.id")
+    added_by: int | None = Field(default=None, sa_column=Column(sa.BigInteger, nullable=True))
+    created_at: datetime = _created()
