@@ -4,6 +4,7 @@ Followed docs.anthropic.com/en/api/messages-streaming: ``content_block_start`` o
 ``tool_use`` block (id, name), ``content_block_delta`` carries ``text_delta`` or ``input_json_delta``
 (``partial_json`` fragments of the tool input), ``content_block_stop`` closes it, ``message_delta``
 has the ``stop_reason``, ``message_stop`` ends the stream. Retries are ours, so the SDK's are off.
+Usage: ``message_start`` carries the input tokens, ``message_delta`` the (cumulative) output tokens.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import anthropic
 
 from callserver.history import History
-from callserver.llm.base import Done, LLMError, LLMEvent, TextDelta, ToolCallEvent
+from callserver.llm.base import Done, LLMError, LLMEvent, TextDelta, ToolCallEvent, Usage
 from callserver.llm.openai import parse_arguments
 from callserver.tools import ToolDef, to_anthropic
 
@@ -34,13 +35,17 @@ class AnthropicLLM:
         kwargs: dict[str, Any] = {"tools": to_anthropic(tools)} if tools else {}
         blocks: dict[int, dict[str, str]] = {}
         stop = ""
+        tokens_in = tokens_out = 0
         try:
             stream = await self.client.messages.create(
                 model=self.model, system=system, messages=messages,  # type: ignore[arg-type]
                 max_tokens=self.max_tokens, stream=True, **kwargs)
             async with stream:
                 async for event in stream:
-                    if event.type == "content_block_start" and event.content_block.type == "tool_use":
+                    if event.type == "message_start":
+                        tokens_in = event.message.usage.input_tokens or 0
+                        tokens_out = event.message.usage.output_tokens or 0
+                    elif event.type == "content_block_start" and event.content_block.type == "tool_use":
                         block = event.content_block
                         blocks[event.index] = {"id": block.id, "name": block.name, "json": ""}
                     elif event.type == "content_block_delta":
@@ -53,7 +58,10 @@ class AnthropicLLM:
                         yield ToolCallEvent(call["id"], call["name"], parse_arguments(call["json"]))
                     elif event.type == "message_delta":
                         stop = event.delta.stop_reason or stop
+                        tokens_out = event.usage.output_tokens or tokens_out
+                        tokens_in = getattr(event.usage, "input_tokens", None) or tokens_in
                     elif event.type == "message_stop":
+                        yield Usage(self.name, tokens_in, tokens_out)
                         yield Done(stop)
                         return
         except anthropic.APIError as exc:

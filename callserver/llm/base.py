@@ -29,7 +29,16 @@ class Done:
     stop_reason: str = ""
 
 
-LLMEvent = TextDelta | ToolCallEvent | Done
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens the provider billed for this response (from its usage field), sent just before Done."""
+
+    provider: str
+    input_tokens: int
+    output_tokens: int
+
+
+LLMEvent = TextDelta | ToolCallEvent | Done | Usage
 
 
 class LLMError(Exception):

@@ -4,6 +4,8 @@ Followed platform.openai.com/docs/api-reference/chat/create and .../chat/streami
 ``choices[0].delta.content``; a tool call's first delta carries ``index``, ``id`` and ``function.name``,
 later ones only ``function.arguments`` fragments for the same index; the last choice chunk has
 ``finish_reason`` ("tool_calls" or "stop"). Retries are ours (see ``resilient``), so the SDK's are off.
+With ``stream_options.include_usage`` one more chunk, with empty ``choices``, carries the ``usage``
+(prompt/completion tokens) that the cost guard counts.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import openai
 
 from callserver.history import History
-from callserver.llm.base import Done, LLMError, LLMEvent, TextDelta, ToolCallEvent
+from callserver.llm.base import Done, LLMError, LLMEvent, TextDelta, ToolCallEvent, Usage
 from callserver.tools import ToolDef, to_openai
 
 
@@ -41,12 +43,14 @@ class OpenAILLM:
         kwargs: dict[str, Any] = {"tools": to_openai(tools)} if tools else {}
         calls: dict[int, dict[str, str]] = {}
         finish = ""
+        usage = None
         try:
             stream = await self.client.chat.completions.create(
                 model=self.model, messages=history.to_openai(), stream=True,  # type: ignore[arg-type]
-                max_completion_tokens=self.max_tokens, **kwargs)
+                max_completion_tokens=self.max_tokens, stream_options={"include_usage": True}, **kwargs)
             async with stream:
                 async for chunk in stream:
+                    usage = chunk.usage or usage
                     if not chunk.choices:
                         continue
                     choice = chunk.choices[0]
@@ -66,6 +70,8 @@ class OpenAILLM:
             yield ToolCallEvent(call["id"], call["name"], parse_arguments(call["args"]))
         if not finish:
             raise LLMError("openai: the stream ended without a finish_reason")
+        if usage is not None:
+            yield Usage(self.name, usage.prompt_tokens, usage.completion_tokens)
         yield Done(finish)
 
     async def close(self) -> None:

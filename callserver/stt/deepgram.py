@@ -63,10 +63,15 @@ class DeepgramSttStream:
         self._closing = asyncio.Event()
         self.connections = 0
         self.reconnects = 0
+        self.bytes_pushed = 0
+        """Audio received from the call (its clock: Twilio sends frames for as long as the call is up)."""
+        self.bytes_sent = 0
+        """Audio sent to Deepgram, resends included: what Deepgram bills."""
 
     def push(self, audio: bytes) -> None:
         if self._closing.is_set():
             return
+        self.bytes_pushed += len(audio)
         self._unconfirmed += audio
         overflow = len(self._unconfirmed) - int(MAX_REPLAY_S * BYTES_PER_S)
         if overflow > 0:
@@ -114,6 +119,7 @@ class DeepgramSttStream:
             if self._unconfirmed:
                 await socket.send_media(bytes(self._unconfirmed))
                 self._sent = len(self._unconfirmed)
+                self.bytes_sent += self._sent
             sender = asyncio.create_task(self._send(socket))
             try:
                 await self._receive(socket)
@@ -137,6 +143,7 @@ class DeepgramSttStream:
                 data = audio.result()
                 await socket.send_media(data)
                 self._sent += len(data)
+                self.bytes_sent += len(data)
             elif closing in done:
                 # Flush what was said so far, then the server closes the socket.
                 await socket.send_close_stream()
