@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from callserver import hard_tools
+from callserver.hardcalls import HardCalls
 from callserver.history import History, Message, ToolCallRecord
 from callserver.llm.base import TextDelta, ToolCallEvent
 from callserver.metrics import TurnMetrics, TurnTimer, now
@@ -63,7 +65,7 @@ class CallSession:
         self.providers = providers
         self.log = log
         self.telephony = telephony
-        self.tools = tools or default_registry()
+        self.tools = tools or hard_tools.register(default_registry())
         self.owner_number = info.owner_number
         self.history = History(info.system_prompt)
         self.playback = Playback()
@@ -81,6 +83,8 @@ class CallSession:
         """Assistant turns whose audio is not fully heard yet (what a barge-in must rewrite)."""
         self._commands: asyncio.Queue[CallCommand] = asyncio.Queue()
         self._log = logger.bind(call_id=info.call_id)
+        self.hard = HardCalls(self)
+        """IVR menus, keypad, hold, voicemail, time limits (callserver.hardcalls)."""
 
     # --- life ------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -129,11 +133,12 @@ class CallSession:
         try:
             async for event in stream.events():
                 if isinstance(event, Media):
+                    self.hard.on_media(event.payload)
                     self.stt.push(event.payload)
                 elif isinstance(event, MarkEcho):
                     self.playback.on_mark(event.name)
                 elif isinstance(event, Dtmf):
-                    self.log.action("dtmf_received", digit=event.digit)
+                    self.hard.on_dtmf(event.digit)
                 elif isinstance(event, Stop):
                     break
                 if self._ended.is_set():
@@ -144,16 +149,8 @@ class CallSession:
     def on_call_status(self, status: str, answered_by: str = "") -> None:
         if status in FINAL_STATUSES:
             self.end(status)
-        elif answered_by.startswith("machine_end"):
-            self._start_reply(say=self._voicemail_message(), then=self._hang_up_after_voicemail)
-
-    def _voicemail_message(self) -> str:
-        return (self.info.options.get("voicemail_message") or self.settings.voicemail_message
-                or f"Hello, this is {self.settings.agent_name} calling about: {self.info.task}. "
-                   "Please call back at your convenience. Thank you.")
-
-    async def _hang_up_after_voicemail(self) -> None:
-        await self.hang_up("voicemail left")
+        elif answered_by:
+            self.hard.on_amd(answered_by)
 
     # --- listening -------------------------------------------------------------------------------
     def _agent_speaking(self) -> bool:
@@ -164,11 +161,14 @@ class CallSession:
             arrived = now()
             if isinstance(event, SpeechStarted):
                 continue
-            for decision in self.turns.feed(event, self._agent_speaking()):
+            event = self.hard.filter(event)
+            for decision in self.turns.feed(event, self._agent_speaking() and not self.hard.listening_only):
                 if isinstance(decision, BargeIn):
                     await self._barge_in(arrived)
                 elif isinstance(decision, EndOfTurn):
                     self.log.line("callee", decision.text)
+                    if self.hard.on_turn(decision.text):
+                        continue  # a recording on hold, a voicemail greeting: no LLM turn
                     self.history.add_user(decision.text)
                     self._start_reply(timer=TurnTimer(arrived))
                 elif isinstance(decision, Backchannel):
@@ -366,7 +366,7 @@ class CallSession:
         else:  # instruct, hint, answer: a note from the person the agent calls for
             self.history.add_note(cmd.text)
             self.log.action(cmd.kind, text=cmd.text)
-            if not self._agent_speaking() and not self.turns.pending_text:
+            if not self._agent_speaking() and not self.turns.pending_text and self.hard.hold is None:
                 self._start_reply(timer=None)
 
     async def _interrupt_if_speaking(self) -> None:

@@ -1,0 +1,80 @@
+"""G.711 mu-law for the call server's own audio work (DTMF tones, frame energy, beep detection), numpy only.
+
+``audioop`` is gone from Python 3.13, so the codec is two lookup tables (ITU-T G.711: bias 0x84, clip 32635).
+Every function here is a handful of vectorised numpy operations on at most a few hundred samples: cheap
+enough to run on the event loop for every 20 ms frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SAMPLE_RATE = 8000
+BYTES_PER_MS = SAMPLE_RATE // 1000  # mu-law: one byte per sample
+MULAW_SILENCE = 0xFF
+
+_BIAS = 0x84
+_CLIP = 32635
+
+
+def _encode_table() -> np.ndarray:
+    pcm = np.arange(-32768, 32768, dtype=np.int32)
+    sign = np.where(pcm < 0, 0x80, 0)
+    mag = np.minimum(np.abs(pcm), _CLIP) + _BIAS
+    exponent = np.floor(np.log2(mag)).astype(np.int32) - 7  # segment of the highest set bit (7..14)
+    mantissa = (mag >> (exponent + 3)) & 0x0F
+    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
+
+
+def _decode_table() -> np.ndarray:
+    b = ~np.arange(256, dtype=np.int32) & 0xFF
+    exponent = (b >> 4) & 0x07
+    mantissa = b & 0x0F
+    mag = (((mantissa << 3) + _BIAS) << exponent) - _BIAS
+    return np.where(b & 0x80, -mag, mag).astype(np.int16)
+
+
+_ENCODE = _encode_table()
+_DECODE = _decode_table()
+
+
+def encode(pcm: np.ndarray) -> bytes:
+    """PCM samples (any numeric dtype, int16 range) -> mu-law bytes."""
+    samples = np.clip(np.round(np.asarray(pcm, dtype=np.float64)), -32768, 32767).astype(np.int32)
+    return _ENCODE[samples + 32768].tobytes()
+
+
+def decode(mulaw: bytes) -> np.ndarray:
+    """mu-law bytes -> int16 PCM."""
+    return _DECODE[np.frombuffer(mulaw, dtype=np.uint8)]
+
+
+def silence(ms: float) -> bytes:
+    return bytes([MULAW_SILENCE]) * round(ms * BYTES_PER_MS)
+
+
+def rms(mulaw: bytes) -> float:
+    """Root mean square of the decoded frame (0 for an empty one); full scale is 32767."""
+    if not mulaw:
+        return 0.0
+    pcm = decode(mulaw).astype(np.float64)
+    return float(np.sqrt(np.mean(pcm * pcm)))
+
+
+def tone_share(mulaw: bytes, low_hz: float = 300.0, high_hz: float = 3400.0) -> tuple[float, float]:
+    """(peak frequency, share of the frame's energy within +-60 Hz of it) over the voice band.
+
+    A beep is one steady sine: nearly all energy sits in one narrow peak. Speech and music spread it.
+    """
+    pcm = decode(mulaw).astype(np.float64)
+    if len(pcm) < 64:
+        return 0.0, 0.0
+    spectrum = np.abs(np.fft.rfft(pcm * np.hanning(len(pcm)))) ** 2
+    freqs = np.fft.rfftfreq(len(pcm), 1 / SAMPLE_RATE)
+    band = (freqs >= low_hz) & (freqs <= high_hz)
+    total = float(spectrum.sum())
+    if total <= 0 or not band.any():
+        return 0.0, 0.0
+    peak = float(freqs[band][np.argmax(spectrum[band])])
+    near = np.abs(freqs - peak) <= 60
+    return peak, float(spectrum[near].sum()) / total
