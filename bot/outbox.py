@@ -100,6 +100,11 @@ class ChatOutbox:
         self._ops.append(_Send(send, call_id))
         self._kick()
 
+    @property
+    def queued_lines(self) -> int:
+        """Transcript lines waiting to be sent (for tests and metrics)."""
+        return sum(len(op.lines) for op in self._ops if isinstance(op, _Lines))
+
     def saw_message(self, message_id: int) -> None:
         self.last_message_id = max(self.last_message_id, message_id)
 

@@ -154,3 +154,16 @@ async def test_steering_without_a_live_call_is_explained(bot_env: BotEnv) -> Non
     await user.send("please be brief")
     reply = await user.wait_for("/help lists everything")
     assert "No call is live" in reply.text
+
+
+@pytest.mark.parametrize("bot_overrides", [{"max_concurrent_calls": 1}])
+async def test_second_call_at_the_concurrency_limit_is_refused(bot_env: BotEnv) -> None:
+    user = bot_env.user
+    await user.send(f"/call {CALLEE} ask whether the pharmacy is open on Sunday")
+    confirm = await user.wait_for("Ready to call")
+    await user.press(confirm, "📞 Call")
+    await user.wait_for(lambda m: m.id == confirm.id and "Call #" in m.text)
+    await user.send(f"/call {CALLEE} ask whether the pharmacy is open on Monday")
+    reply = await user.wait_for("I can't place that call")
+    assert "1 call is already in progress" in reply.text and "/hangup" in reply.text
+    assert len(bot_env.net.calls) == 1

@@ -220,3 +220,25 @@ async def test_a_burst_under_flood_limits_and_an_outage_lose_nothing(bot_env: Bo
     assert len(transcript_messages) <= 4  # batched: ~9 KB of lines in a few messages
     assert env.emu.faults.failed == 3
     assert env.emu.rejected_429 > 0  # the flood limit was really hit, and waited out
+
+
+async def test_a_slow_telegram_never_holds_the_bus(bot_env: BotEnv) -> None:
+    env, user = bot_env, bot_env.user
+    call_id, _ = await place(env)
+    await user.wait_for(lambda m: "Call #" in m.text)
+    env.emu.faults.delay_s = 1.0  # every Bot API request now takes a second
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for seq in range(40):
+        await publish(env, events.CALL_TRANSCRIPT, events.TranscriptLine(
+            call_id=call_id, seq=seq, speaker="callee", text=f"slow {seq:02d}"))
+    box = env.deps.live.outbox.chat(user.id)
+    for _ in range(50):  # the subscriber takes every event at once; the lines wait in the outbox
+        if box.queued_lines == 40 or loop.time() - started > 0.5:
+            break
+        await asyncio.sleep(0.01)
+    assert box.queued_lines == 40 and loop.time() - started < 0.5
+    env.emu.faults.delay_s = 0.0
+    await user.wait_for("slow 39", timeout=10)
+    text = "\n".join(m.text for m in user.chat(from_bot=True))
+    assert [int(p.split()[0]) for p in text.split("slow ")[1:]] == list(range(40))
