@@ -18,6 +18,7 @@ from sqlalchemy import func
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from callserver import voicemail
 from callserver.call_log import FINAL_STATUSES, CallLog, status_advances
 from shared import events
 from shared.models import Call, CallEvent, TranscriptLine, utcnow
@@ -113,6 +114,8 @@ async def finish_call(services: Services, call_id: int, *, log: CallLog | None =
     outcome, summary, next_steps = NO_CONNECT_OUTCOME.get(final, ""), "", []
     if not outcome and call.answered_by.startswith("machine") and not lines:
         outcome = "voicemail"
+    if not outcome and reason == voicemail.LEFT_REASON:  # the message itself is the summary
+        outcome, summary = "voicemail", voicemail.summary_of(lines)
     if not outcome and info is not None and services.providers is not None and lines:
         try:
             from callserver.summary import summarize
