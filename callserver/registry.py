@@ -82,6 +82,7 @@ class Registry:
         self._subscribed = asyncio.Event()
         self.finished: set[int] = set()
         self._background: set[asyncio.Task[Any]] = set()
+        self._call_tasks: set[asyncio.Task[None]] = set()
 
     def _default_factory(self, info: CallInfo, log: CallLog) -> Session:
         from callserver.session import CallSession
@@ -98,9 +99,11 @@ class Registry:
         """End every live call and wait for its end-of-call work, then stop routing commands."""
         for live in list(self.calls.values()):
             live.session.end("server shutting down")
-        tasks = [live.task for live in self.calls.values() if live.task is not None]
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout_s)
+        # Includes calls whose session is over but whose end-of-call work (summary) is still running.
+        if self._call_tasks:
+            await asyncio.wait(list(self._call_tasks), timeout=timeout_s)
+        if self._background:  # end-of-call work for calls that never connected: let it finish
+            await asyncio.wait(list(self._background), timeout=timeout_s)
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -146,6 +149,8 @@ class Registry:
         live = LiveCall(call_id, session, log, info)
         self.calls[call_id] = live
         live.task = asyncio.create_task(self._run(live), name=f"call-{call_id}")
+        self._call_tasks.add(live.task)
+        live.task.add_done_callback(self._call_tasks.discard)
         return live
 
     async def _load(self, call_id: int, call_sid: str) -> tuple[CallInfo, CallLog]:
@@ -181,6 +186,7 @@ class Registry:
             live.done.set()
         try:
             await lifecycle.finish_call(self.services, live.call_id, log=live.log, info=live.info,
+                                        usage=getattr(live.session, "usage", None),
                                         reason=getattr(live.session, "ended_reason", "") or "")
         except Exception:
             log.exception("end-of-call work failed")
