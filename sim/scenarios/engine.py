@@ -35,6 +35,9 @@ class Scenario:
     """What answering machine detection concludes: human | machine_start | machine_end_beep | ..."""
     ring_ms: float = 3000
     amd_ms: float = 2500
+    pickup_ms: float = 700
+    """How long after answering the callee starts: a person lifts the phone to the ear before "Hello?",
+    and an IVR's first prompt starts a beat after the answer too."""
 
     def callee(self, line: Line) -> Callee:
         return Callee(self, line)
@@ -56,6 +59,7 @@ class Callee:
 
     async def run(self) -> None:
         try:
+            await self.line.clock.sleep_ms(self.scenario.pickup_ms)
             await self._steps(self.scenario.steps)
         except _HungUp:
             pass

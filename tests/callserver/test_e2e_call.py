@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 
-import pytest
 from sqlmodel import select
 
 from dialer.demo import TASKS, demo_brain
@@ -71,7 +70,6 @@ async def test_no_task_or_socket_leaks_after_calls_end(call_stack) -> None:  # t
     assert socks3 <= socks1, marks
 
 
-@pytest.mark.xfail(reason="CORE: audio that arrives before the STT socket is open is dropped", strict=False)
 async def test_callee_first_words_at_pickup_are_heard(call_stack) -> None:  # type: ignore[no-untyped-def]
     number, task = TASKS["friendly_human"]
     async with call_stack(brain=demo_brain(), **FAST) as stack:
