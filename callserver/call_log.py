@@ -20,6 +20,7 @@ from loguru import logger
 from pydantic import BaseModel
 from sqlmodel import col, select
 
+from callserver.masking import action_detail, masked
 from shared import events
 from shared.bus import EventBus
 from shared.db import Database
@@ -190,7 +191,8 @@ class CallLog:
         self.log = logger.bind(call_id=call_id)
 
     def line(self, speaker: str, text: str, *, interrupted: bool = False, offset_ms: int = 0) -> int:
-        """A final transcript line; returns its sequence number."""
+        """A final transcript line (secrets masked); returns its sequence number."""
+        text = masked(text)
         self._seq += 1
         seq = self._seq
         self.lines.append((speaker, text))
@@ -212,7 +214,7 @@ class CallLog:
 
     def action(self, kind: str, **detail: Any) -> None:
         """A tool use or notable step (digits, on_hold, fact, transfer, end_call, ...)."""
-        safe = {k: _jsonable(v) for k, v in detail.items()}
+        safe = action_detail(kind, {k: _jsonable(v) for k, v in detail.items()})
         self.writer.write(_Row(self.call_id, row=CallEvent(call_id=self.call_id, type=kind[:32],
                                                            payload=safe)))
         self.writer.publish(events.CALL_ACTION, events.CallAction(call_id=self.call_id, kind=kind,
@@ -220,7 +222,7 @@ class CallLog:
 
     def fact(self, label: str, value: str) -> None:
         """A key fact obtained on the call: stored in Call.facts and announced as an action."""
-        fact = {"label": label, "value": value}
+        fact = {"label": label, "value": masked(value)}
         self.facts.append(fact)
         self.writer.write(_Row(self.call_id, facts=[fact]))
         self.action("fact", label=label, value=value)

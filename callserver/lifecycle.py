@@ -20,12 +20,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from callserver import voicemail
 from callserver.call_log import FINAL_STATUSES, CallLog, status_advances
+from callserver.masking import masked
 from shared import events
 from shared.models import Call, CallEvent, TranscriptLine, utcnow
 
 if TYPE_CHECKING:
     from callserver.registry import Services
     from callserver.session import CallInfo
+    from callserver.usage import CallUsage
 
 __all__ = ["FINAL_STATUSES", "apply_status", "finish_call", "last_seq", "latency_stats"]
 
@@ -95,7 +97,8 @@ def _rank(values: list[float], q: float) -> float:
 
 
 async def finish_call(services: Services, call_id: int, *, log: CallLog | None = None,
-                      info: CallInfo | None = None, reason: str = "", status: str = "") -> None:
+                      info: CallInfo | None = None, reason: str = "", status: str = "",
+                      usage: CallUsage | None = None) -> None:
     """Store the call's end (status, duration, summary, facts, latency) and publish CallEnded."""
     blog = logger.bind(call_id=call_id)
     if log is not None:
@@ -120,14 +123,20 @@ async def finish_call(services: Services, call_id: int, *, log: CallLog | None =
         try:
             from callserver.summary import summarize
 
-            result = await summarize(services.providers.llm, info, lines, facts)
-            outcome, summary = result.outcome, result.summary
-            next_steps, facts = list(result.next_steps), _merge_facts(facts, result.facts)
+            llm = services.providers.llm if usage is None else usage.meter_llm(services.providers.llm)
+            result = await summarize(llm, info, lines, facts)
+            outcome, summary = result.outcome, masked(result.summary)
+            next_steps, facts = masked(list(result.next_steps)), _merge_facts(facts, masked(result.facts))
         except Exception as exc:  # a failed summary must not lose the call's end
             blog.warning("summary failed: {}", exc)
     if not outcome:
         outcome = "failed" if not lines else "partial"
     latency = latency_stats(log.turns) if log is not None else {}
+    billed = None
+    if usage is not None:
+        from callserver.usage import final_cost
+
+        billed = await final_cost(services, call, usage, wait=final != "transferred")
     async with services.db.session() as s:
         call = await s.get(Call, call_id)
         if call is None:
@@ -137,6 +146,9 @@ async def finish_call(services: Services, call_id: int, *, log: CallLog | None =
             call.status = final
         call.ended_at = _aware(call.ended_at) or now
         answered = _aware(call.answered_at)
+        if billed is not None:  # Twilio's billed duration, and the cost that goes with it
+            call.duration_s = billed[0] if call.duration_s is None else call.duration_s
+            call.cost = billed[1]
         if call.duration_s is None:
             call.duration_s = round((call.ended_at - answered).total_seconds(), 1) if answered else 0.0
         call.end_reason = reason or call.end_reason or final

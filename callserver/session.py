@@ -28,6 +28,7 @@ from callserver.stt.base import SpeechStarted
 from callserver.tools import ToolRegistry, default_registry
 from callserver.turns import Backchannel, BargeIn, EndOfTurn, TurnTaker
 from callserver.twilio_stream import Dtmf, MarkEcho, Media, MediaStream, Stop
+from callserver.usage import CallUsage
 from shared.events import CallCommand
 from shared.twiml import dial_twiml
 
@@ -71,6 +72,9 @@ class CallSession:
         self.playback = Playback()
         self.turns = TurnTaker()
         self.stt = providers.stt()
+        self.usage = CallUsage(self)
+        """Units and cost of this call, the cost limit, do-not-call requests (callserver.usage)."""
+        self.providers = self.usage.metered(providers)
         self.facts: list[dict[str, str]] = []
         self.metrics = TurnMetrics()
         self.ended_reason = ""
@@ -93,6 +97,7 @@ class CallSession:
             stt_task = tg.create_task(self._run_stt())
             self._spawn(self._listen())
             self._spawn(self._run_commands())
+            self._spawn(self.usage.watch())
             if self.info.greeting:
                 self._start_reply(say=self.info.greeting)
             await self._ended.wait()
@@ -170,6 +175,7 @@ class CallSession:
                     if self.hard.on_turn(decision.text):
                         continue  # a recording on hold, a voicemail greeting: no LLM turn
                     self.history.add_user(decision.text)
+                    self.usage.on_callee_turn(decision.text)
                     self._start_reply(timer=TurnTimer(arrived))
                 elif isinstance(decision, Backchannel):
                     self.log.line("callee", decision.text)
