@@ -9,12 +9,14 @@ the audio path is gone, so it never delays a live call.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from sqlalchemy import func
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FINAL_STATUSES", "apply_status", "finish_call", "last_seq", "latency_stats"]
 
+ATTEMPTS = 5
 NO_CONNECT_OUTCOME = {"busy": "busy", "no-answer": "no_answer", "failed": "failed", "canceled": "failed"}
 
 
@@ -50,6 +53,24 @@ async def apply_status(
     twilio_sid: str = "", duration_s: float | None = None,
 ) -> Call | None:
     """Move the stored call forward to `status` and publish it; None when nothing changed."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return await _apply_status(services, call_id, status, answered_by=answered_by, detail=detail,
+                                       twilio_sid=twilio_sid, duration_s=duration_s)
+        except OperationalError as exc:
+            # SQLite refuses a read-then-write transaction when another connection wrote in between
+            # ("database is locked"); the whole transaction was rolled back, so it is safe to redo.
+            if attempt == ATTEMPTS - 1:
+                raise
+            logger.bind(call_id=call_id).debug("status write retried: {}", exc)
+            await asyncio.sleep(0.02 * (attempt + 1))
+    return None
+
+
+async def _apply_status(
+    services: Services, call_id: int, status: str, *, answered_by: str, detail: str, twilio_sid: str,
+    duration_s: float | None,
+) -> Call | None:
     async with services.db.session() as s:
         call = await s.get(Call, call_id)
         if call is None:
