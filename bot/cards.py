@@ -12,6 +12,7 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from shared.costs import money
 from shared.models import Call
 
 NO_CONNECT = {
@@ -49,6 +50,10 @@ class CallCard:
     """time.monotonic() when a person (or machine) answered, for the elapsed time."""
     ended: bool = False
     end_text: str = ""
+    cost: float | None = None
+    """Running cost of the call (USD), from the call server's "cost" actions."""
+    v2v_ms: float | None = None
+    """Median voice-to-voice latency so far (end of callee speech -> first agent audio), measured."""
     shown: Any = field(default=None, repr=False)
     """What the chat shows now (text, buttons), so unchanged edits are skipped."""
 
@@ -75,6 +80,10 @@ class CallCard:
             text += f" · answered by {who}"
         if self.answered_at is not None:
             text += f" · {elapsed(time.monotonic() - self.answered_at)}"
+        if self.cost is not None and not self.ended:
+            text += f" · {money(self.cost)}"
+        if self.v2v_ms is not None and not self.ended:
+            text += f" · replies in {self.v2v_ms / 1000:.1f} s"
         if self.detail and self.status == "transferring":  # other details (AMD...) are noise on a card
             text += f" to {_clip(self.detail, 60)}"
         return text
@@ -134,7 +143,15 @@ def action_line(kind: str, detail: dict[str, Any]) -> str | None:
         return f"⚠️ Your {detail.get('command', 'command')} did not work: {detail.get('error', '')}"
     if kind == "error":
         return f"⚠️ Trouble on the call ({detail.get('what', '?')}): the agent carries on"
-    if kind in ("note_fact", "turn_metrics", "command", "dtmf_received"):
+    if kind == "do_not_call":
+        return (f"🚫 The callee asked not to be called again: {detail.get('number', 'the number')} is now on "
+                "the do-not-call list (/dnc)")
+    if kind in ("limit_warning", "limit_reached") and detail.get("limit") == "cost":
+        what = "near" if kind == "limit_warning" else "at"
+        then = "wrapping up" if kind == "limit_warning" else "saying goodbye and hanging up"
+        limit = money(float(detail.get("max", 0)))
+        return f"💰 The call is {what} its cost limit ({limit}): the agent is {then}"
+    if kind in ("note_fact", "turn_metrics", "command", "dtmf_received", "cost"):
         return None
     shown = ", ".join(f"{k}={v}" for k, v in detail.items())
     return f"⚙️ {kind}" + (f": {shown}" if shown else "")
@@ -173,6 +190,8 @@ def summary_text(call: Call, callee: str) -> str:
     stats = [f"duration {duration_text(call)}"]
     if latency_text(call.latency):
         stats.append(latency_text(call.latency))
+    if call.cost and "total" in call.cost:
+        stats.append(f"cost {money(float(call.cost['total']))}")
     lines.append(" · ".join(stats))
     if call.summary:
         lines += ["", call.summary]

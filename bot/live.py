@@ -131,6 +131,9 @@ class LiveCalls:
             if event.text.strip():  # an agent cut off before its first word said nothing
                 box.line(call_id, transcript_line(event.speaker, event.text, event.interrupted))
         elif isinstance(event, events.CallAction):
+            if event.kind == "cost" and not card.ended:
+                card.cost, card.v2v_ms = event.detail.get("total"), event.detail.get("v2v_p50_ms")
+                box.card(card)
             if event.kind in ("on_hold", "wait_on_hold") and not card.ended:
                 card.status = "on-hold"
                 box.card(card)
