@@ -15,6 +15,8 @@ from typing import TextIO
 
 from loguru import logger
 
+from shared.policy import mask_secrets
+
 _PATTERNS = [
     re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|token|basic)\s+)[^\s\"',]+"),
     re.compile(r"(?i)((?:xi-api-key|x-api-key|api[_-]?key|auth[_-]?token|password|secret)[\"']?\s*[:=]\s*[\"']?)"
@@ -55,6 +57,9 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str] = (), sink: TextIO
 
     def _patch(record: dict) -> None:  # type: ignore[type-arg]
         record["message"] = redactor(record["message"])
+        if record["extra"].get("call_id", "-") != "-":
+            # What a callee says or keys can be a code or a card number; only call lines can carry it.
+            record["message"] = mask_secrets(record["message"])
         if record["exception"] is not None:
             record["extra"]["_redact"] = True
         record["extra"].setdefault("call_id", "-")

@@ -151,3 +151,22 @@ async def test_do_not_call_number_is_refused_at_prepare(owner: Database, setting
         await calls.prepare(OWNER, "(212) 555-0123", "Confirm the appointment on Tuesday.")
     await dnc.remove(owner, NUMBER)
     await calls.prepare(OWNER, "(212) 555-0123", "Confirm the appointment on Tuesday.")
+
+
+def test_call_log_lines_mask_secrets() -> None:
+    import io
+
+    from loguru import logger
+
+    from shared.logs import setup_logging
+
+    sink = io.StringIO()
+    setup_logging("INFO", sink=sink)
+    try:
+        logger.bind(call_id=5).info("callee said: my PIN is 4 3 2 1 and the card is 4111 1111 1111 1111")
+        logger.info("chat 4111111111111111 is not a call line")
+    finally:
+        setup_logging("INFO")
+    call_line, other = sink.getvalue().splitlines()
+    assert call_line.endswith("callee said: my PIN is •••• and the card is •••• ••••")
+    assert other.endswith("chat 4111111111111111 is not a call line")
