@@ -71,6 +71,7 @@ class ChatOutbox:
         self.min_interval_s = min_interval_s
         self._on_posted = on_posted
         self._ops: deque[_Op] = deque()
+        self._inflight: _Op | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -92,7 +93,9 @@ class ChatOutbox:
         self._kick()
 
     def card(self, card: CallCard) -> None:
-        if not any(isinstance(op, _Card) and op.card is card for op in self._ops):
+        # The op being delivered rendered its text already: a change now needs an op of its own.
+        waiting = (op for op in self._ops if op is not self._inflight)
+        if not any(isinstance(op, _Card) and op.card is card for op in waiting):
             self._ops.append(_Card(card))
         self._kick()
 
@@ -138,8 +141,11 @@ class ChatOutbox:
             delay = next_at - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            op = self._ops[0]
-            sent = await self._deliver(op)
+            op = self._inflight = self._ops[0]
+            try:
+                sent = await self._deliver(op)
+            finally:
+                self._inflight = None
             self._ops.popleft()
             if sent:
                 next_at = loop.time() + self.min_interval_s

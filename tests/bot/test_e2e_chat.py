@@ -9,6 +9,7 @@ docs/chat-transcript.md (the README's example).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import AsyncIterator
@@ -135,3 +136,29 @@ async def test_transfer_to_me_from_the_card(call_stack: Any) -> None:
         phone = stack.phone_call(call.id or 0)
         assert "transferring" in " ".join(w.word for w in phone.log.heard).lower()
         assert [leg.number for leg in phone.log.dialed] == [OWNER_NUMBER]
+
+
+async def test_transfer_pressed_while_the_agent_talks(call_stack: Any) -> None:
+    """Pressed as soon as the callee hears the agent: the transfer happens and the card still ends."""
+    async with chat_and_call(call_stack) as (stack, user):
+        card_id = await start_call(user)
+
+        async def agent_heard() -> bool:
+            async with stack.db.session() as s:
+                call = (await s.exec(select(Call).where(Call.card_message_id == card_id))).first()
+            if call is None or call.id is None or not call.twilio_sid:
+                return False
+            try:
+                return bool(stack.phone_call(call.id).log.heard)
+            except (KeyError, LookupError):
+                return False
+
+        for _ in range(400):
+            if await agent_heard():
+                break
+            await asyncio.sleep(0.05)
+        await user.press(card_id, "↪️ Transfer to me")
+        card = await user.wait_for(lambda m: m.id == card_id and "Ended" in m.text, timeout=30)
+        assert "transferred" in card.text.lower()
+        call = await call_row(stack, card_id)
+        assert [leg.number for leg in stack.phone_call(call.id or 0).log.dialed] == [OWNER_NUMBER]

@@ -88,3 +88,23 @@ async def test_say_and_instruct_from_the_chat_mid_call(call_stack) -> None:  # t
     assert note["role"] == "system" and str(note["content"]).lower().startswith("note from")
     kinds = [(e.kind, e.detail.get("command")) for e in stack.of(call_id, events.CALL_ACTION)]
     assert ("command", "say") in kinds and ("command", "instruct") in kinds
+
+
+async def test_owner_transfer_mid_speech_survives_the_callee_talking_over_it(
+    call_stack,  # type: ignore[no-untyped-def]
+) -> None:
+    """[Transfer to me] pressed while the agent talks, and the callee talks over the announcement."""
+    brain = ScriptedBrain([Rule(user="who is this", say=LONG)], default="")
+    scenario = Scenario("talker", [say("Hello, who is this?"), wait_for_agent(phrase="appointment"),
+                                   interrupt_after(300, "Hold on, what was that about?"), pause(8000),
+                                   hangup()], ring_ms=500)
+    async with call_stack(brain=brain, **FAST) as stack:
+        stack.network.attach(NUMBER, scenario)
+        call_id = await stack.place_call(NUMBER, "Confirm the appointment on Tuesday at 3 pm.")
+        await stack.wait_for(lambda: "appointment" in stack.phone_call(call_id).log.heard_text().lower(),
+                             timeout_s=15)
+        await stack.bus.publish(events.CALL_COMMAND, events.CallCommand(call_id=call_id, kind="transfer"))
+        call = await stack.wait_end(call_id, timeout_s=20)
+        phone = stack.phone_call(call_id)
+    assert [leg.number for leg in phone.log.dialed] == [OWNER_NUMBER]
+    assert call.status == "transferred"
