@@ -364,7 +364,11 @@ class CallSession:
                 raise ValueError("no number to transfer to")
             await self._interrupt_if_speaking()
             self.log.action("transfer", number=number, by="owner")
-            self._start_reply(say=TRANSFER_LINE, then=lambda: self.transfer(number))
+            self._start_reply(say=TRANSFER_LINE)
+            # The owner asked: the callee talking over the announcement cuts the line, not the transfer.
+            if self._reply is not None:
+                await asyncio.wait({self._reply})
+            await self.transfer(number)
         elif cmd.kind == "say":
             await self._interrupt_if_speaking()
             self.log.action("say", text=cmd.text)
