@@ -35,8 +35,8 @@ def brain(*rules: Rule) -> ScriptedBrain:
     count = itertools.count(1)
     return ScriptedBrain([
         *rules,
-        Rule(user=r"hello", say="Hi, this is Alex, an AI assistant calling for Sam Lee about Tuesday at 3 pm.",
-             priority=1),
+        Rule(user=r"hello", priority=1,
+             say="Hi, this is Alex, an AI assistant calling for Sam Lee about Tuesday at 3 pm."),
         Rule(user=r"goodbye|bye", say="Goodbye!", calls=BYE, priority=5),
     ], default=lambda conv: f"I see, thank you, noted as item {next(count)}.")
 
@@ -57,11 +57,14 @@ async def lines_of(stack, call_id: int) -> list[tuple[str, str]]:  # type: ignor
     return [(r.speaker, r.text) for r in rows]
 
 
-async def test_cost_equals_emulator_units_times_prices_and_secrets_are_masked(call_stack) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("llm", "tts"), [("openai", "elevenlabs"), ("anthropic", "deepgram")])
+async def test_cost_equals_emulator_units_times_prices_and_secrets_are_masked(call_stack, llm: str,  # type: ignore[no-untyped-def]
+                                                                              tts: str) -> None:
     prices = {"price_twilio_per_min": 0.02, "price_deepgram_stt_per_min": 0.01,
-              "price_elevenlabs_per_1k_chars": 0.2, "price_openai_input_per_mtok": 3.0,
-              "price_openai_output_per_mtok": 12.0}
-    async with call_stack(brain=brain(), **FAST, **prices) as stack:
+              "price_elevenlabs_per_1k_chars": 0.2, "price_deepgram_tts_per_1k_chars": 0.1,
+              "price_openai_input_per_mtok": 3.0, "price_openai_output_per_mtok": 12.0,
+              "price_anthropic_input_per_mtok": 2.0, "price_anthropic_output_per_mtok": 9.0}
+    async with call_stack(brain=brain(), **FAST, **prices, llm=llm, tts=tts) as stack:
         stack.network.attach(NUMBER, scenario("Sure, that works. Oh, and the one-time code we texted you "
                                               "is 4 8 1 9 2 7."))
         call_id = await stack.place_call(NUMBER, TASK)
@@ -72,17 +75,18 @@ async def test_cost_equals_emulator_units_times_prices_and_secrets_are_masked(ca
         settings = stack.settings
     assert ("agent", "Hi, this is Alex, an AI assistant calling for Sam Lee about Tuesday at 3 pm.") in said
     # What the emulators counted, priced with the same settings, is exactly what the call stored.
+    usage = (emu.openai if llm == "openai" else emu.anthropic).usage
+    characters = emu.elevenlabs.characters if tts == "elevenlabs" else emu.deepgram.characters
     counted = Units(twilio_seconds=float(phone.duration_s() or 0), stt_seconds=emu.deepgram.audio_seconds)
-    counted.add_llm("openai", emu.openai.usage.input_tokens, emu.openai.usage.output_tokens)
-    counted.add_tts("elevenlabs", emu.elevenlabs.characters)
+    counted.add_llm(llm, usage.input_tokens, usage.output_tokens)
+    counted.add_tts(tts, characters)
     expected = breakdown(counted, settings)
     units = call.cost["units"]
     assert units["twilio_seconds"] == pytest.approx(counted.twilio_seconds) and units["twilio_minutes"] >= 1
     assert units["stt_seconds"] == pytest.approx(emu.deepgram.audio_seconds, abs=1e-3)
-    assert units["llm_tokens"] == {"openai": {"input": emu.openai.usage.input_tokens,
-                                              "output": emu.openai.usage.output_tokens}}
-    assert units["tts_characters"] == {"elevenlabs": emu.elevenlabs.characters}
-    assert emu.openai.usage.requests >= 3  # replies and the summary: all of them are this call's cost
+    assert units["llm_tokens"] == {llm: {"input": usage.input_tokens, "output": usage.output_tokens}}
+    assert units["tts_characters"] == {tts: characters} and characters > 0
+    assert usage.requests >= 3  # replies and the summary: all of them are this call's cost
     assert call.cost["items"] == pytest.approx(expected["items"], abs=1e-6)
     assert call.cost["total"] == pytest.approx(expected["total"], abs=1e-6) and call.cost["total"] > 0
     assert call.duration_s == phone.duration_s()
@@ -137,9 +141,11 @@ async def test_do_not_call_request_is_honoured(call_stack) -> None:  # type: ign
         assert entry is not None and entry.source == "callee" and entry.call_id == call_id
         # The agent was told, and acknowledged politely before ending the call.
         assert any(dnc.ACK_NOTE in body for body in requests)
-        assert ("agent", "I understand, I'm sorry for the trouble. You won't be called again. Goodbye.") in said
-        assert [e.detail["number"] for e in stack.of(call_id, events.CALL_ACTION) if e.kind == "do_not_call"] \
-            == [NUMBER]
+        assert ("agent", "I understand, I'm sorry for the trouble. You won't be called again. Goodbye.") \
+            in said
+        acts = stack.of(call_id, events.CALL_ACTION)
+        opted_out = [e.detail["number"] for e in acts if e.kind == "do_not_call"]
+        assert opted_out == [NUMBER]
         # The next /call (and so /schedule, which vets the same way) to that number is refused.
         with pytest.raises(CallRefused, match="do-not-call list: the person who answered asked"):
             await stack.place_call(NUMBER, TASK)
