@@ -103,7 +103,9 @@ class HardCalls:
             self.leave_hold("person")
             return False
         human = sounds_human(text)
-        if voicemail.is_greeting(text) and not human:
+        if voicemail.is_greeting(text) and not text.rstrip().endswith("?"):
+            # Greetings are recordings of a person ("I can't take your call"), so first-person words do
+            # not make them live; a live "do you want to leave a message?" is a question.
             self.voicemail.arm(self.clock_ms, "greeting")
             self.s.log.action("voicemail", stage="greeting heard", text=text)
             return True
