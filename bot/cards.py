@@ -12,6 +12,7 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot.hard_lines import hard_line, is_hard
 from shared.costs import money
 from shared.models import Call
 
@@ -46,6 +47,8 @@ class CallCard:
     status: str = "dialing"
     answered_by: str = ""
     detail: str = ""
+    hold_since: str = ""
+    """HH:MM (owner's timezone) the call went on hold, while it is on hold."""
     answered_at: float | None = None
     """time.monotonic() when a person (or machine) answered, for the elapsed time."""
     ended: bool = False
@@ -74,6 +77,8 @@ class CallCard:
         if self.ended:
             return f"⏹ Ended: {self.end_text}"
         text = STATUS_TEXT.get(self.status, f"• {self.status}")
+        if self.status == "on-hold" and self.hold_since:
+            text += f" since {self.hold_since}"
         if self.answered_by and self.status in ("in-progress", "on-hold"):
             who = "a person" if self.answered_by == "human" else (
                 "an answering machine" if self.answered_by.startswith("machine") else self.answered_by)
@@ -123,6 +128,8 @@ def action_line(kind: str, detail: dict[str, Any]) -> str | None:
     Kinds are what the call server logs: the agent's tool calls by tool name, `fact` (from note_fact,
     so `note_fact` itself is not repeated), the owner's commands, and errors.
     """
+    if is_hard(kind, detail):
+        return hard_line(kind, detail)
     if kind in ("digits", "press_digits"):
         return f"🔢 Pressed {detail.get('digits', '')}".rstrip()
     if kind in ("on_hold", "wait_on_hold"):

@@ -25,6 +25,7 @@ from bot.cards import (
     summary_text,
     transcript_line,
 )
+from bot.hard_lines import owner_clock, picked_up_text
 from bot.outbox import Outbox
 from shared import events
 from shared.bus import EventBus
@@ -125,9 +126,6 @@ class LiveCalls:
             if self._apply_status(card, event):
                 box.card(card)
         elif isinstance(event, events.TranscriptLine):
-            if card.status == "on-hold" and event.speaker == "callee":
-                card.status = "in-progress"
-                box.card(card)
             if event.text.strip():  # an agent cut off before its first word said nothing
                 box.line(call_id, transcript_line(event.speaker, event.text, event.interrupted))
         elif isinstance(event, events.CallAction):
@@ -136,7 +134,14 @@ class LiveCalls:
                 box.card(card)
             if event.kind in ("on_hold", "wait_on_hold") and not card.ended:
                 card.status = "on-hold"
+                card.hold_since = card.hold_since or await owner_clock(self.db, card.chat_id, event.at)
                 box.card(card)
+            if event.kind == "off_hold" and not card.ended:
+                # Recorded announcements are callee lines too: only off_hold means a person is back.
+                card.status, card.hold_since = "in-progress", ""
+                box.card(card)
+                self.post(card.chat_id, picked_up_text(call_id, card.callee, event.detail.get("held_s", 0)),
+                          call_id)
             line = action_line(event.kind, event.detail)
             if line:
                 box.line(call_id, line)

@@ -24,7 +24,7 @@ from sim.llm_script import Rule, ScriptedBrain, ToolCall
 from sim.scenarios.engine import Scenario
 from sim.scenarios.steps import hangup, pause, say, wait_for_agent
 
-FAST = {"speed": 8, "llm_ttft_s": 0.03, "llm_tokens_per_s": 400}
+FAST = {"speed": 14, "llm_ttft_s": 0.03, "llm_tokens_per_s": 400}
 NUMBER = "+12125550150"
 TASK = "Confirm the appointment on Tuesday at 3 pm."
 BYE = [ToolCall("end_call", {"reason": "task done"})]
