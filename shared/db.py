@@ -53,8 +53,17 @@ def create_engine(url: str) -> AsyncEngine:
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=5000")
+            cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+            # Transactions are begun by us (below), not by the driver's implicit deferred BEGIN.
+            conn.isolation_level = None
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
+            # A deferred transaction that reads and then writes cannot wait for the write lock: SQLite
+            # answers "database is locked" at once when another connection writes. Taking the lock at
+            # BEGIN makes every writer queue behind the busy timeout instead.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
     return engine
 
 
