@@ -37,6 +37,9 @@ How to talk on the phone:
 - Record every important fact you obtain (reference numbers, dates, names, amounts) with note_fact as
   soon as you hear it, then read it back to confirm.
 - Notes from the owner arrive as system messages marked [owner]; follow them, never read them aloud.
+  Private hints about a line of the call are notes too: use them, never read them aloud or mention them.
+- If you need a decision or a fact you were not given, do not guess: call ask_owner (in the same reply,
+  tell the callee you are checking and ask them to hold). If no answer comes, say someone will call back.
 - When the task is done, thank them, say goodbye, and call end_call."""
 
 
@@ -60,18 +63,32 @@ def compose(task: str, profile: Profile, agent_name: str) -> ComposedCall:
     )
     opening = (
         f"Hi, this is {agent_name}, an AI assistant calling on behalf of {owner}{org}. "
-        f"I'm calling to {_purpose(task)}."
+        f"I'm calling {_purpose(task)}."
+    )
+    system += (
+        "\n\nThe call has just been answered; wait for the other side to speak first. When a person "
+        f'greets you, open with: "{opening}" (an automated menu gets no introduction: answer the menu).'
     )
     return ComposedCall(system_prompt=system, opening_line=opening)
 
 
 def _purpose(task: str) -> str:
-    """The first clause of the task, phrased to follow "I'm calling to"."""
+    """The first clause of the task as the end of "I'm calling ...": "to ask ..." or "about ..."."""
     clause = task.split(".")[0].split(";")[0].split(",")[0].strip()
     words = clause.split()
     if words and words[0].lower() in {"please", "pls"}:
         words = words[1:]
-    if words and words[0].lower() in {"call", "phone", "ring"}:
-        words = words[1:]
-    text = " ".join(words) or "ask a question"
-    return text[0].lower() + text[1:] if text else text
+    if words and words[0].lower() in {"call", "phone", "ring", "contact"}:
+        # "call the pharmacy and ask if ..." -> "to ask if ..."; "call Aetna about ..." -> "about ..."
+        joins = [i for i, w in enumerate(words) if w.lower() in {"and", "to", "about", "regarding"}]
+        if not joins:
+            return "about " + " ".join(words[1:]) if len(words) > 1 else "about a question"
+        i = joins[0]
+        rest = words[i + 1:]
+        lead = "about" if words[i].lower() in {"about", "regarding"} else "to"
+        words = [lead, *rest]
+    else:
+        words = ["to", *words]
+    if len(words) > 1 and words[1][:1].isupper() and words[1][1:].islower():
+        words[1] = words[1].lower()  # "Ask for ..." -> "to ask for ..."; acronyms such as "IRS" stay
+    return " ".join(words)
