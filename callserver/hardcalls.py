@@ -42,7 +42,7 @@ class HardCalls:
         self.voicemail = voicemail.VoicemailDrop()
         self.beeps = voicemail.BeepDetector()
         self.silence = SilenceMeter()
-        self.call_limit = Limit("call", settings.max_call_minutes * 60_000.0)
+        self.call_limit = Limit.with_goodbye("call", settings.max_call_minutes * 60_000.0)
         self.hold_limit = Limit("hold", settings.max_hold_minutes * 60_000.0)
         self.digits_mode = str(session.info.options.get("dtmf_mode") or settings.dtmf_mode)
 

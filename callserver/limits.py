@@ -24,16 +24,22 @@ class Limit:
 
     name: str
     limit_ms: float
+    reserve_ms: float = 0.0
+    """End this much before the limit (the call limit keeps room for a goodbye before Twilio cuts)."""
     warned: bool = False
     reached: bool = False
 
-    @property
-    def warn_at_ms(self) -> float:
-        return self.limit_ms - min(60_000.0, 0.25 * self.limit_ms)
+    @classmethod
+    def with_goodbye(cls, name: str, limit_ms: float) -> Limit:
+        return cls(name, limit_ms, reserve_ms=min(20_000.0, 0.25 * limit_ms))
 
     @property
     def end_at_ms(self) -> float:
-        return self.limit_ms - min(15_000.0, 0.1 * self.limit_ms)
+        return self.limit_ms - self.reserve_ms
+
+    @property
+    def warn_at_ms(self) -> float:
+        return self.end_at_ms - min(60_000.0, 0.25 * self.limit_ms)
 
     def check(self, elapsed_ms: float) -> str | None:
         """'warn', 'end' or None for ``elapsed_ms`` since the limit started counting."""

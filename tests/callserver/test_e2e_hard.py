@@ -188,7 +188,7 @@ async def test_max_hold_time_reached_ends_the_call(call_stack) -> None:  # type:
              if e.kind.startswith("limit_")]
     assert kinds == [("limit_warning", "hold"), ("limit_reached", "hold")]
     assert call.end_reason == "max hold time reached"
-    assert 50 <= actions(stack, call_id, "limit_reached")[0]["held_s"] <= 60
+    assert 58 <= actions(stack, call_id, "limit_reached")[0]["held_s"] <= 63
     assert "Dana" not in phone.log.said_text()  # hung up while still in the queue
 
 
@@ -240,3 +240,23 @@ async def test_prior_authorisation_through_ivr_hold_and_a_person(call_stack) -> 
     assert "PA-48213" in call.summary and call.outcome == "achieved"
     heard = phone.log.heard_text()
     assert "1980" in heard and "PA-48213" in heard.replace(" ", "")
+
+
+async def test_call_time_limit_warns_then_the_agent_ends_politely(call_stack) -> None:  # type: ignore[no-untyped-def]
+    scenario = Scenario("goes_quiet", [
+        pause(1500), say("Hello, who is this?"), wait_for_agent(silence_ms=2000, timeout=20000),
+        pause(120_000), hangup()], ring_ms=500)
+    async with call_stack(brain=hard_brain(), speed=20, max_call_minutes=1, **FAST) as stack:
+        stack.network.attach(NUMBER, scenario)
+        call_id = await stack.place_call(NUMBER, "Ask about a prior authorisation.")
+        call = await stack.wait_end(call_id, timeout_s=20)
+        phone = stack.phone_call(call_id)
+    limits = [(e.kind, e.detail.get("limit")) for e in stack.of(call_id, events.CALL_ACTION)
+              if e.kind.startswith("limit_")]
+    assert limits == [("limit_warning", "call"), ("limit_reached", "call")]
+    assert call.end_reason == "max call time reached"
+    # The goodbye was heard in full before the hang-up, inside Twilio's own TimeLimit (60 s).
+    assert "have to hang up now" in phone.log.heard_text() and phone.log.heard[-1].word.startswith("Goodbye")
+    assert phone.end_reason != "time limit" and (phone.duration_s() or 0) <= 60
+    # The quiet line was reported as dead air (30 s), and did not end the call by itself.
+    assert [a["seconds"] for a in actions(stack, call_id, "silence")] == [30]
