@@ -260,3 +260,21 @@ async def test_call_time_limit_warns_then_the_agent_ends_politely(call_stack) ->
     assert phone.end_reason != "time limit" and (phone.duration_s() or 0) <= 60
     # The quiet line was reported as dead air (30 s), and did not end the call by itself.
     assert [a["seconds"] for a in actions(stack, call_id, "silence")] == [30]
+
+
+async def test_keys_pressed_by_the_callee_reach_the_agent(call_stack) -> None:  # type: ignore[no-untyped-def]
+    scenario = Scenario("keys", [
+        pause(1500), say("Hello?"), pause(4000), say("Did you get the key I pressed?"),
+        wait_for_agent(silence_ms=800, timeout=20000), hangup()], ring_ms=500)
+    async with call_stack(brain=hard_brain(), speed=8, **FAST) as stack:
+        stack.network.attach(NUMBER, scenario)
+        call_id = await stack.place_call(NUMBER, "Confirm the appointment.")
+        lines = lambda: stack.of(call_id, events.CALL_TRANSCRIPT)  # noqa: E731
+        await stack.wait_for(lambda: any(e.text == "Hello?" for e in lines()))
+        await stack.phone_call(call_id).line.key("5")
+        await stack.wait_end(call_id, timeout_s=20)
+        requests = llm_requests(stack)
+    assert len(actions(stack, call_id, "dtmf_received")) == 1
+    last = requests[-1].body["messages"]
+    assert any("pressed the key 5" in str(m["content"]) for m in last)
+    assert "Did you get the key I pressed?" in str(last[-1]["content"])
