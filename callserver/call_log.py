@@ -204,6 +204,11 @@ class CallLog:
             offset_ms=offset_ms, interrupted=interrupted))
         return seq
 
+    def text_of(self, seq: int) -> tuple[str, str] | None:
+        """(speaker, text) of line ``seq`` logged here: what an owner's hint on that line refers to."""
+        index = seq - (self._seq - len(self.lines)) - 1
+        return self.lines[index] if 0 <= index < len(self.lines) else None
+
     def status(self, status: str, *, answered_by: str = "", detail: str = "") -> None:
         payload = {"status": status, "answered_by": answered_by, "detail": detail}
         self.writer.write(_Row(self.call_id, row=CallEvent(call_id=self.call_id, type="status",

@@ -130,6 +130,9 @@ async def finish_call(services: Services, call_id: int, *, log: CallLog | None =
             return
         query = select(TranscriptLine).where(TranscriptLine.call_id == call_id).order_by(TranscriptLine.seq)
         lines = [(ln.speaker, ln.text) for ln in (await s.exec(query)).all()]
+        # Steps the call itself left open (an ask_owner nobody answered): never left to the summary's luck.
+        open_steps = [str(e.payload.get("text", "")) for e in (await s.exec(select(CallEvent).where(
+            CallEvent.call_id == call_id, CallEvent.type == "next_step").order_by(CallEvent.id))).all()]
     if status or call.status in FINAL_STATUSES:
         final = status or call.status
     else:  # the session ended first; a transferred call goes on, bridged, without the agent
@@ -152,6 +155,7 @@ async def finish_call(services: Services, call_id: int, *, log: CallLog | None =
             blog.warning("summary failed: {}", exc)
     if not outcome:
         outcome = "failed" if not lines else "partial"
+    next_steps = list(next_steps) + [step for step in open_steps if step and step not in next_steps]
     latency = latency_stats(log.turns) if log is not None else {}
     billed = None
     if usage is not None:

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from callserver import hard_tools
+from callserver import hard_tools, owner_loop
 from callserver.hardcalls import HardCalls
 from callserver.history import History, Message, ToolCallRecord
 from callserver.llm.base import TextDelta, ToolCallEvent
 from callserver.metrics import TurnMetrics, TurnTimer, now
+from callserver.owner_loop import OwnerLoop
 from callserver.phrases import PhraseSplitter, split_text
 from callserver.playback import Playback, Utterance
 from callserver.stt.base import SpeechStarted
@@ -66,7 +67,7 @@ class CallSession:
         self.providers = providers
         self.log = log
         self.telephony = telephony
-        self.tools = tools or hard_tools.register(default_registry())
+        self.tools = tools or owner_loop.register(hard_tools.register(default_registry()))
         self.owner_number = info.owner_number
         self.history = History(info.system_prompt)
         self.playback = Playback()
@@ -89,6 +90,8 @@ class CallSession:
         self._log = logger.bind(call_id=info.call_id)
         self.hard = HardCalls(self)
         """IVR menus, keypad, hold, voicemail, time limits (callserver.hardcalls)."""
+        self.owner = OwnerLoop(self)
+        """ask_owner questions and the owner's hints on lines (callserver.owner_loop)."""
 
     # --- life ------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -167,13 +170,14 @@ class CallSession:
             if isinstance(event, SpeechStarted):
                 continue
             event = self.hard.filter(event)
-            for decision in self.turns.feed(event, self._agent_speaking() and not self.hard.listening_only):
+            busy = self._agent_speaking() and not self.hard.listening_only and not self.owner.waiting
+            for decision in self.turns.feed(event, busy):
                 if isinstance(decision, BargeIn):
                     await self._barge_in(arrived)
                 elif isinstance(decision, EndOfTurn):
                     self.log.line("callee", decision.text)
-                    if self.hard.on_turn(decision.text):
-                        continue  # a recording on hold, a voicemail greeting: no LLM turn
+                    if self.hard.on_turn(decision.text) or self.owner.on_turn(decision.text):
+                        continue  # a recording on hold, a voicemail greeting, a question open: no LLM turn
                     self.history.add_user(decision.text)
                     self.usage.on_callee_turn(decision.text)
                     self._start_reply(timer=TurnTimer(arrived))
@@ -373,7 +377,9 @@ class CallSession:
             await self._interrupt_if_speaking()
             self.log.action("say", text=cmd.text)
             self._start_reply(say=cmd.text)
-        else:  # instruct, hint, answer: a note from the person the agent calls for
+        elif self.owner.on_command(cmd):
+            return  # the answer to an open ask_owner, or a hint tied to a line (never spoken)
+        else:  # instruct, or a late answer: a note from the person the agent calls for
             self.history.add_note(cmd.text)
             self.log.action(cmd.kind, text=cmd.text)
             if not self._agent_speaking() and not self.turns.pending_text and self.hard.hold is None:

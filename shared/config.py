@@ -103,6 +103,16 @@ class Settings(BaseSettings):
         "inband", description="how digits are sent: 'inband' tones in the audio or 'rest' TwiML <Play>"
     )
     confirm_before_call: bool = Field(True, description="show [Call] [Edit] [Cancel] before dialing")
+    ask_owner_timeout_s: float = Field(
+        90.0, gt=0, le=600, description="how long the agent waits for the owner's answer to ask_owner (s)"
+    )
+    ask_owner_keepalive_s: float = Field(
+        20.0, gt=0, le=120, description="while waiting for the owner, 'still checking' every N seconds"
+    )
+    bridge_ring_timeout_s: int = Field(
+        25, ge=5, le=120, description="hold for me: how long the owner's phone rings before the agent "
+        "carries on itself (s)"
+    )
 
     # Limits
     max_call_minutes: int = Field(30, ge=1, le=240, description="hard limit of one call (minutes)")
