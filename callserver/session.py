@@ -106,12 +106,22 @@ class CallSession:
             await self._ended.wait()
             for task in list(self._tasks):
                 task.cancel()
-            self.stt.close()
-            try:
-                await asyncio.wait_for(asyncio.shield(stt_task), 2.0)
-            except (TimeoutError, Exception):
-                stt_task.cancel()
+            await self._last_words(stt_task)
         self._log.info("session over: {}", self.ended_reason)
+
+    async def _last_words(self, stt_task: asyncio.Task[None]) -> None:
+        """The call is over: close STT (which flushes it) and log what the callee said last, unanswered."""
+        self.stt.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                async for event in self.stt.events():
+                    for decision in self.turns.feed(event, False):
+                        if isinstance(decision, EndOfTurn | Backchannel):
+                            self.log.line("callee", decision.text)
+        if self.turns.pending_text:
+            self.log.line("callee", self.turns.pending_text)
+        if not stt_task.done():
+            stt_task.cancel()
 
     def end(self, reason: str) -> None:
         if not self.ended_reason:

@@ -103,14 +103,22 @@ def bot() -> None:
 
 @app.command()
 def demo(
-    scenario: str = typer.Option("prior_auth", help="Callee scenario to play (see `dialer sim --list`)."),
+    scenario: str = typer.Option(
+        "prior_auth",
+        help="Callee scenario: prior_auth, friendly_human, interrupting_human, voicemail, busy or no_answer.",
+    ),
     llm: str = typer.Option("openai", help="Emulated LLM provider: openai or anthropic."),
+    speed: float = typer.Option(
+        1.0, min=0.5, max=20.0,
+        help="Run the emulated phone line faster (hold music passes quicker; the emulated LLM and TTS "
+        "still stream in real time, so above 1 the agent may seem to pause).",
+    ),
 ) -> None:
     """Place a call through local emulators of every outside service and print it live. No credentials."""
     setup_logging("WARNING")
     from dialer.demo import run_demo
 
-    _run(lambda: run_demo(scenario=scenario, llm=llm))
+    _run(lambda: run_demo(scenario=scenario, llm=llm, speed=speed))
 
 
 @app.command()

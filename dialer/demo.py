@@ -181,6 +181,8 @@ def demo_brain() -> ScriptedBrain:
              "Lee about the appointment on Tuesday at 3 pm.", priority=2),
         Rule(user=r"\b(sure|works|yes)\b", say="Great, so Tuesday at 3 pm is confirmed. Thank you!",
              priority=2),
+        Rule(user=r"get to the point|what do you want|what is this about", priority=3,
+             say="Of course. Sam Lee's appointment is on Tuesday at 3 pm: does that still work for you?"),
         Rule(user=r"goodbye|bye", say="Goodbye!", calls=bye, priority=5),
         Rule(user=r"leave a message|after the (tone|beep)|can't take your call", priority=4,
              say="Hi Sam, this is Alex for Sam Lee about Tuesday's appointment. Please call back on "
@@ -189,6 +191,10 @@ def demo_brain() -> ScriptedBrain:
 
 
 # --- live printing ---------------------------------------------------------------------------------
+
+# The running cost ticks every few seconds and "fact" repeats note_fact: both are summed up at the end.
+QUIET_ACTIONS = frozenset({"cost", "fact", "command"})
+
 
 def _render(console: Any, topic: str, event: Any, t0: float) -> None:
     at = f"[dim]{event.at.timestamp() - t0:6.2f}s[/]"
@@ -202,6 +208,8 @@ def _render(console: Any, topic: str, event: Any, t0: float) -> None:
     elif topic == events.CALL_ACTION and event.kind == "turn_metrics":
         figures = "  ".join(f"{k.removesuffix('_ms')}={v:.0f}ms" for k, v in event.detail.items())
         console.print(f"{at} [dim]latency  {figures}[/]")
+    elif topic == events.CALL_ACTION and event.kind in QUIET_ACTIONS:
+        return
     elif topic == events.CALL_ACTION:
         detail = ", ".join(f"{k}={v}" for k, v in event.detail.items() if v not in ("", None))
         console.print(f"{at} [green]tool/action[/] {event.kind} {detail}".rstrip())
@@ -258,4 +266,7 @@ async def run_demo(scenario: str = "prior_auth", llm: str = "openai", *, speed: 
         console.print(f"  - {fact.get('label')}: {fact.get('value')}")
     for step in call.next_steps:
         console.print(f"  next: {step}")
+    if call.cost.get("total") is not None:
+        items = ", ".join(f"{k} ${v:.4f}" for k, v in call.cost.get("items", {}).items())
+        console.print(f"[bold]cost:[/] ${call.cost['total']:.4f} ({items})")
     return call

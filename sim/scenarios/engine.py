@@ -134,7 +134,10 @@ class Callee:
             if step.phrase and re.search(step.phrase, self._new_words(), re.IGNORECASE):
                 break
             silent = self.line.agent_silent_for_ms()
-            spoke = self._new_words() or (self.line.agent_last_audio_ms or -1) > started
+            # Only speech that ends after this step began counts: the tail of a turn the callee just
+            # talked over is not the agent answering.
+            spoke = any(w.end_ms > started for w in self.line.log.heard[self._word_cursor:]) or (
+                self.line.agent_last_audio_ms or -1) > started
             if not step.phrase and spoke and silent is not None and silent >= step.silence_ms:
                 break
             await self.line.next_tick()

@@ -79,3 +79,20 @@ async def test_callee_first_words_at_pickup_are_heard(call_stack) -> None:  # ty
         stack.network.calls[stack.phone_call(call_id).sid].hang_up("test over")
         await stack.wait_end(call_id, timeout_s=10)
     assert (first.speaker, first.text) == ("callee", "Hello?")
+
+
+async def test_callee_last_words_before_hanging_up_are_kept(call_stack) -> None:  # type: ignore[no-untyped-def]
+    """Hung up mid-sentence, before endpointing: the words still reach the transcript."""
+    from sim.scenarios import Scenario
+    from sim.scenarios.steps import hangup, say, wait_for_agent
+
+    scenario = Scenario("hang_up_fast", [say("Hello?"), wait_for_agent(silence_ms=800),
+                                         say("Sorry, wrong number, bye."), hangup()], ring_ms=500)
+    async with call_stack(brain=demo_brain(), **FAST) as stack:
+        stack.network.attach("+12125550160", scenario)
+        call_id = await stack.place_call("+12125550160", "Confirm the appointment on Tuesday at 3 pm.")
+        await stack.wait_end(call_id, timeout_s=20)
+        async with stack.db.session() as s:
+            lines = (await s.exec(select(TranscriptLine).where(TranscriptLine.call_id == call_id)
+                                  .order_by(TranscriptLine.seq))).all()
+    assert [(ln.speaker, ln.text) for ln in lines][-1] == ("callee", "Sorry, wrong number, bye.")
