@@ -25,7 +25,7 @@ class ToolCallRecord:
     arguments: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: two turns with the same words are still two turns
 class Message:
     role: Role
     text: str = ""

@@ -70,3 +70,19 @@ def test_tools_are_defined_once_and_translated() -> None:
     assert [t["function"]["name"] for t in to_openai(defs)] == ["end_call", "transfer_call", "note_fact"]
     anthropic = to_anthropic(defs)
     assert anthropic[2]["input_schema"]["required"] == ["label", "value"]
+
+
+def test_interrupting_one_of_two_identical_turns_rewrites_that_one() -> None:
+    from callserver.history import History, Message
+
+    history = History("system")
+    first = Message("assistant", "Could you repeat that?")
+    second = Message("assistant", "Could you repeat that?")
+    history.add_user("hm")
+    history.messages.append(first)
+    history.add_user("what")
+    history.messages.append(second)
+    history.interrupt(second, "Could you")
+    assert first.text == "Could you repeat that?" and not first.interrupted
+    assert second.interrupted and second.text.startswith("Could you")
+    assert history.messages.index(second) == 3
