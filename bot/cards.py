@@ -142,7 +142,15 @@ def action_line(kind: str, detail: dict[str, Any]) -> str | None:
         return "👋 Agent ended the call" + (f": {detail['reason']}" if detail.get("reason") else "")
     if kind == "hangup":
         return "☎️ Hung up by you" if detail.get("by") == "owner" else "☎️ Hung up"
-    if kind in ("instruct", "hint", "answer"):
+    if kind == "hint":
+        return f"🔒 Agent got your private hint: {detail.get('text', '')}"
+    if kind == "owner_answer":
+        return f"✅ Agent got your answer: {detail.get('answer', '')}"
+    if kind == "owner_timeout":
+        return f"⌛ No answer from you after {detail.get('waited_s', '?')} s: someone should call back"
+    if kind == "bridge":
+        return bridge_line(detail)
+    if kind in ("instruct", "answer"):
         return f"📝 Agent got your note: {detail.get('text', '')}"
     if kind == "say":
         return f"💬 Agent is saying your words: {detail.get('text', '')}"
@@ -158,10 +166,24 @@ def action_line(kind: str, detail: dict[str, Any]) -> str | None:
         then = "wrapping up" if kind == "limit_warning" else "saying goodbye and hanging up"
         limit = money(float(detail.get("max", 0)))
         return f"💰 The call is {what} its cost limit ({limit}): the agent is {then}"
-    if kind in ("note_fact", "turn_metrics", "command", "dtmf_received", "cost"):
+    if kind in ("note_fact", "turn_metrics", "command", "dtmf_received", "cost", "ask_owner", "next_step"):
         return None
     shown = ", ".join(f"{k}={v}" for k, v in detail.items())
     return f"⚙️ {kind}" + (f": {shown}" if shown else "")
+
+
+def bridge_line(detail: dict[str, Any]) -> str | None:
+    """Hold for me: the stages of ringing the owner and joining them to the call."""
+    stage = detail.get("stage")
+    if stage == "ringing":
+        return "📞 Human on the line, ringing you"
+    if stage == "joined":
+        return "🔗 You are connected: the agent has stepped out"
+    if stage == "no_answer":
+        return "📵 You did not pick up: the agent carries on itself"
+    if stage == "armed":
+        return None
+    return f"⚙️ bridge: {stage}"
 
 
 def end_text(status: str, reason: str) -> str:

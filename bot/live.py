@@ -16,6 +16,7 @@ from loguru import logger
 from pydantic import BaseModel
 from telegram import Bot, Message
 
+from bot.ask import LineMap, Questions
 from bot.cards import (
     CallCard,
     action_line,
@@ -46,7 +47,12 @@ class LiveCalls:
         self.settings = settings
         self.db = db
         self.bus = bus
-        self.outbox = Outbox(bot, min_interval_s=min_interval_s, on_posted=self._posted)
+        self.questions = Questions()
+        """The agent's ask_owner questions posted in chats (bot.ask)."""
+        self.lines = LineMap()
+        """Which chat message holds which transcript line: a reply to one is a hint on it (bot.hints)."""
+        self.outbox = Outbox(bot, min_interval_s=min_interval_s, on_posted=self._posted,
+                             on_lines=self.lines.on_lines)
         self.tick_s = tick_s
         self.cards: dict[int, CallCard] = {}
         self._messages: dict[tuple[int, int], int] = {}
@@ -127,7 +133,8 @@ class LiveCalls:
                 box.card(card)
         elif isinstance(event, events.TranscriptLine):
             if event.text.strip():  # an agent cut off before its first word said nothing
-                box.line(call_id, transcript_line(event.speaker, event.text, event.interrupted))
+                self.lines.add(call_id, event.seq, event.speaker, event.text)
+                box.line(call_id, transcript_line(event.speaker, event.text, event.interrupted), event.seq)
         elif isinstance(event, events.CallAction):
             if event.kind == "cost" and not card.ended:
                 card.cost, card.v2v_ms = event.detail.get("total"), event.detail.get("v2v_p50_ms")
@@ -142,6 +149,12 @@ class LiveCalls:
                 box.card(card)
                 self.post(card.chat_id, picked_up_text(call_id, card.callee, event.detail.get("held_s", 0)),
                           call_id)
+            if event.kind == "ask_owner" and "id" in event.detail and not card.ended:
+                self.questions.post(box, call_id, event.detail)
+            elif event.kind in ("owner_answer", "owner_timeout"):
+                why = (f"✅ Answered: {event.detail.get('answer', '')}" if event.kind == "owner_answer"
+                       else "⌛ No answer in time: the agent said someone will call back.")
+                self.questions.close(box, str(event.detail.get("id", "")), why)
             line = action_line(event.kind, event.detail)
             if line:
                 box.line(call_id, line)

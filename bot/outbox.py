@@ -35,6 +35,8 @@ MAX_BACKOFF_S = 30.0
 class _Lines:
     call_id: int
     lines: list[str] = field(default_factory=list)
+    seqs: list[int | None] = field(default_factory=list)
+    """Transcript seq of each line (None for action lines): which message holds which line, for hints."""
 
 
 @dataclass
@@ -65,8 +67,10 @@ class ChatOutbox:
     """The ordered, paced queue of one chat."""
 
     def __init__(self, bot: Bot, chat_id: int, *, min_interval_s: float,
-                 on_posted: Callable[[int, int, int | None], None]) -> None:
+                 on_posted: Callable[[int, int, int | None], None],
+                 on_lines: Callable[[int, int, int, list[int]], None] | None = None) -> None:
         self.bot = bot
+        self._on_lines = on_lines
         self.chat_id = chat_id
         self.min_interval_s = min_interval_s
         self._on_posted = on_posted
@@ -84,12 +88,13 @@ class ChatOutbox:
 
     # -- producers (synchronous, never wait) ---------------------------------------------------------
 
-    def line(self, call_id: int, text: str) -> None:
+    def line(self, call_id: int, text: str, seq: int | None = None) -> None:
         last = self._ops[-1] if self._ops else None
         if isinstance(last, _Lines) and last.call_id == call_id:
             last.lines.append(text)
+            last.seqs.append(seq)
         else:
-            self._ops.append(_Lines(call_id, [text]))
+            self._ops.append(_Lines(call_id, [text], [seq]))
         self._kick()
 
     def card(self, card: CallCard) -> None:
@@ -226,14 +231,21 @@ class ChatOutbox:
         if appendable and opened is not None:
             await self.bot.edit_message_text(text, chat_id=self.chat_id, message_id=opened.message_id)
             opened.text = text
+            message_id = opened.message_id
         else:
             message = await self.bot.send_message(self.chat_id, text)
             self._open[op.call_id] = _Open(message.message_id, text)
             self._posted(message.message_id, op.call_id)
+            message_id = message.message_id
+        seqs = [s for s in op.seqs[: len(taken)] if s is not None]
+        if seqs and self._on_lines is not None:
+            self._on_lines(self.chat_id, message_id, op.call_id, seqs)
         del op.lines[: len(taken)]
+        del op.seqs[: len(taken)]
         if op.lines:  # not all fitted: keep the op at the head of the queue for the next round
-            self._ops.insert(1, _Lines(op.call_id, list(op.lines)))
+            self._ops.insert(1, _Lines(op.call_id, list(op.lines), list(op.seqs)))
             op.lines.clear()
+            op.seqs.clear()
         return True
 
     def _posted(self, message_id: int, call_id: int | None) -> None:
@@ -255,17 +267,19 @@ class Outbox:
     """The outboxes of all chats."""
 
     def __init__(self, bot: Bot, *, min_interval_s: float = 1.5,
-                 on_posted: Callable[[int, int, int | None], None] | None = None) -> None:
+                 on_posted: Callable[[int, int, int | None], None] | None = None,
+                 on_lines: Callable[[int, int, int, list[int]], None] | None = None) -> None:
         self.bot = bot
         self.min_interval_s = min_interval_s
         self._on_posted = on_posted or (lambda chat, message, call: None)
+        self._on_lines = on_lines
         self._chats: dict[int, ChatOutbox] = {}
 
     def chat(self, chat_id: int) -> ChatOutbox:
         box = self._chats.get(chat_id)
         if box is None:
             box = self._chats[chat_id] = ChatOutbox(self.bot, chat_id, min_interval_s=self.min_interval_s,
-                                                    on_posted=self._on_posted)
+                                                    on_posted=self._on_posted, on_lines=self._on_lines)
         return box
 
     async def drain(self) -> None:
