@@ -133,16 +133,17 @@ async def test_ten_minutes_of_hold_without_the_llm_then_a_reply_within_one_turn(
         pause(1500), say("Please hold while I transfer you to the prior authorisation team."),
         hold(600, 30, ANNOUNCEMENT),
         say("Hi, this is Dana, how can I help?"),
-        # 4 s of call time is 80 ms at 50x: longer than our real-time gap between two TTS phrases; the
+        # 10 s of call time is 200 ms at 50x: longer than our real-time gap between two TTS phrases; the
         # long timeouts leave room for a CPU-bound sim falling behind its own clock.
-        wait_for_agent(silence_ms=4000, timeout=300_000),
+        wait_for_agent(silence_ms=10_000, timeout=300_000),
         say("Okay, I will look into it. Goodbye."),
-        wait_for_agent(silence_ms=4000, timeout=300_000),
+        wait_for_agent(silence_ms=10_000, timeout=300_000),
         hangup()], ring_ms=500)
     async with call_stack(brain=hard_brain(), speed=50, **FAST) as stack:
         stack.network.attach(NUMBER, scenario)
         call_id = await stack.place_call(NUMBER, "Ask about a prior authorisation.")
-        call = await stack.wait_end(call_id, timeout_s=25)
+        # ~15 s on an idle machine (CPU-bound at 50x); the margin is for a loaded CI box.
+        call = await stack.wait_end(call_id, timeout_s=45)
         phone = stack.phone_call(call_id)
         requests = llm_requests(stack)
     on_hold, off_hold = actions(stack, call_id, "on_hold"), actions(stack, call_id, "off_hold")
@@ -162,12 +163,13 @@ async def test_ten_minutes_of_hold_without_the_llm_then_a_reply_within_one_turn(
     assert any("on hold for" in str(m["content"]) for m in requests[0].body["messages"])
     assert not any("important to us" in t.text for t in first.messages)
     # The person got the agent's answer as the very next turn, before saying anything else.
-    assert after(phone.callee.transcript, "Hi, this is Dana")[:3] == [
-        ("callee", "Hi, this is Dana, how can I help?"),
-        ("agent", "Hi, I'm calling for Sam Lee about a prior authorisation."),
-        ("callee", "Okay, I will look into it. Goodbye.")]
+    turns = after(phone.callee.transcript, "Hi, this is Dana")
+    assert turns[0] == ("callee", "Hi, this is Dana, how can I help?")
+    assert turns[1][0] == "agent" and turns[1][1].startswith("Hi, I'm calling for Sam Lee")
+    assert len(requests) == 2  # Dana's turn, then the goodbye
     # Music is not dead air; the call ended normally after the goodbye.
-    assert actions(stack, call_id, "silence") == [] and not actions(stack, call_id, "limit_reached")
+    assert [a for a in actions(stack, call_id, "silence") if a["on_hold"]] == []
+    assert not actions(stack, call_id, "limit_reached")
     assert call.end_reason == "task done"
 
 
