@@ -137,6 +137,10 @@ class Executor:
 
     async def _dial(self, dial: twiml.Dial) -> None:
         """Transfer: the dialed party answers and talks until someone hangs up."""
+        if dial.conference:
+            room = self.net.conference(dial.conference)
+            await room.join(self.call.sid, self.line, self.call.ended, dial.end_conference_on_exit)
+            return
         leg = DialedLeg(dial.number, new_sid("CA"), self.line.now_ms())
         self.call.log.dialed.append(leg)
         try:

@@ -21,6 +21,7 @@ from sim.audio import mulaw_decode
 from sim.faults import Faults
 from sim.twilio.calllog import CallLog
 from sim.twilio.clock import Clock
+from sim.twilio.conference import Room
 from sim.twilio.resources import new_sid, utcnow
 
 if TYPE_CHECKING:
@@ -122,6 +123,14 @@ class PhoneNetwork:
         self.stream_faults = Faults()
         """Applied to the media-stream WebSockets the network opens (delay, drop after N s)."""
         self._http: httpx.AsyncClient | None = None
+        self.conferences: dict[str, Room] = {}
+
+    def conference(self, name: str) -> Room:
+        """The named conference room (a new one once the previous of that name has ended)."""
+        room = self.conferences.get(name)
+        if room is None or room.ended.is_set():
+            room = self.conferences[name] = Room(name)
+        return room
 
     # --- set-up ------------------------------------------------------------------------------------
     def add_account(self, account_sid: str, auth_token: str) -> None:

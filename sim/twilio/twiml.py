@@ -53,6 +53,9 @@ class Dial:
     timeout_s: int = 30
     action: str | None = None
     time_limit_s: int | None = None
+    conference: str | None = None
+    """<Dial><Conference>name</Conference></Dial>: join that room instead of dialing a number."""
+    end_conference_on_exit: bool = False
 
 
 @dataclass
@@ -108,8 +111,11 @@ def _verb(el: ET.Element) -> Verb | None:
             number = el.find("Number")
             target = (number.text or "").strip() if number is not None else text
             limit = el.get("timeLimit")
+            room = el.find("Conference")
             return Dial(target, int(el.get("timeout", "30")), el.get("action"),
-                        int(limit) if limit else None)
+                        int(limit) if limit else None,
+                        (room.text or "").strip() if room is not None else None,
+                        room is not None and room.get("endConferenceOnExit", "false").lower() == "true")
         case "Connect":
             stream = el.find("Stream")
             if stream is None:
