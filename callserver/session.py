@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from callserver import hard_tools, owner_loop
+from callserver.bridge import Bridge
 from callserver.hardcalls import HardCalls
 from callserver.history import History, Message, ToolCallRecord
 from callserver.llm.base import TextDelta, ToolCallEvent
@@ -92,6 +93,8 @@ class CallSession:
         """IVR menus, keypad, hold, voicemail, time limits (callserver.hardcalls)."""
         self.owner = OwnerLoop(self)
         """ask_owner questions and the owner's hints on lines (callserver.owner_loop)."""
+        self.bridge = Bridge(self)
+        """Hold for me: ring the owner when a person picks up after the hold (callserver.bridge)."""
 
     # --- life ------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -186,7 +189,8 @@ class CallSession:
                     await self._barge_in(arrived)
                 elif isinstance(decision, EndOfTurn):
                     self.log.line("callee", decision.text)
-                    if self.hard.on_turn(decision.text) or self.owner.on_turn(decision.text):
+                    text = decision.text
+                    if self.hard.on_turn(text) or self.owner.on_turn(text) or self.bridge.on_turn(text):
                         continue  # a recording on hold, a voicemail greeting, a question open: no LLM turn
                     self.history.add_user(decision.text)
                     self.usage.on_callee_turn(decision.text)

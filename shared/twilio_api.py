@@ -66,6 +66,13 @@ class Telephony:
         )
         return str(call.sid)
 
+    async def call_with_twiml(self, *, to: str, twiml: str, timeout_s: int, caller_id: str = "") -> str:
+        """A second leg running `twiml` once answered (the owner's phone for "hold for me");
+        it rings `timeout_s` before Twilio gives up with no-answer. Returns its CallSid."""
+        call = await self.client.calls.create_async(
+            to=to, from_=caller_id or self.settings.twilio_from_number, twiml=twiml, timeout=timeout_s)
+        return str(call.sid)
+
     async def hangup(self, sid: str) -> None:
         """End the call; a call that is already over is not an error."""
         try:

@@ -6,7 +6,7 @@ data passed in `<Parameter>`s), twilio.com/docs/voice/twiml/play (`digits`), twi
 
 from __future__ import annotations
 
-from twilio.twiml.voice_response import Connect, VoiceResponse
+from twilio.twiml.voice_response import Connect, Dial, VoiceResponse
 
 from shared import stream_token
 from shared.config import Settings
@@ -52,4 +52,16 @@ def hangup_twiml(message: str = "") -> str:
     if message:
         response.say(message)
     response.hangup()
+    return str(response)
+
+
+def conference_twiml(room: str, announce: str = "", *, end_on_exit: bool = False) -> str:
+    """Join the call to conference `room` ("hold for me": the callee's and the owner's legs meet there)."""
+    response = VoiceResponse()
+    if announce:
+        response.say(announce)
+    dial = Dial()
+    dial.conference(room, end_conference_on_exit=end_on_exit, beep="false",
+                    start_conference_on_enter=True)
+    response.append(dial)
     return str(response)
