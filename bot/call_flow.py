@@ -46,6 +46,9 @@ def split_target(text: str) -> tuple[str, str]:
     return " ".join(words[:count]), " ".join(words[count:])
 
 
+BRIDGE_FLAG = re.compile(r"(?:^|\s)--bridge\b")
+
+
 def confirm_markup(token: str) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup([[
         InlineKeyboardButton("📞 Call", callback_data=f"go:{token}"),
@@ -55,8 +58,10 @@ def confirm_markup(token: str) -> InlineKeyboardMarkup:
 
 
 def confirm_text(request: CallRequest) -> str:
+    bridge = ("\n\n📲 Hold for me: I'll ring you when a human answers." if request.options.get("bridge")
+              else "")
     return (f"Ready to call {request.callee}.\n\nTask: {request.task}\n\n"
-            f"The agent will open with: “{request.opening_line}”")
+            f"The agent will open with: “{request.opening_line}”{bridge}")
 
 
 async def call_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
@@ -115,11 +120,15 @@ async def _ask_task(update: Update, target: str) -> int:
 async def _vet_and_confirm(update: Update, context: ContextTypes.DEFAULT_TYPE, target: str, task: str) -> int:
     message = update.effective_message
     assert message is not None and update.effective_user is not None
+    bridge = BRIDGE_FLAG.search(task) is not None  # "--bridge": ring me when a human answers (issue 9)
+    task = " ".join(BRIDGE_FLAG.sub(" ", task).split())
     try:
         request = await deps(context).calls.prepare(update.effective_user.id, target, task)
     except CallRefused as exc:
         await message.reply_text(f"I can't place that call: {exc}.")
         return ConversationHandler.END
+    if bridge:
+        request = dataclasses.replace(request, options={**request.options, "bridge": True})
     await offer(update, context, request)
     return ConversationHandler.END
 

@@ -91,3 +91,19 @@ async def test_reply_to_a_line_is_a_private_hint(call_stack: Any) -> None:
         notes = [t.text for r in requests for t in r.conversation.messages if "Private hint" in t.text]
         assert 'line "I see two claims on file for Sam Lee." said by the callee: he means' in notes[0]
         assert "he means" not in heard(stack)
+
+
+async def test_call_with_bridge_flag_stores_the_option(call_stack: Any) -> None:
+    from sqlmodel import select
+
+    from shared.models import Call
+
+    async with chat(call_stack, clinic()) as (stack, user):
+        await user.send(f"/call {CLINIC} --bridge {TASK}")
+        confirm = await user.wait_for("Ready to call")
+        assert "Hold for me" in confirm.text and "--bridge" not in confirm.text
+        await (await user.press(confirm, "📞 Call")).wait_answered()
+        await user.wait_for("The agent asks you", timeout=20)
+        async with stack.db.session() as s:
+            call = (await s.exec(select(Call))).one()
+        assert call.options.get("bridge") is True and call.task == TASK
