@@ -68,7 +68,7 @@ def explainer(turns: int) -> Scenario:
 async def main(calls: int, turns: int) -> None:
     _instrument_playout()
     t0 = time.perf_counter()
-    async with latency.rig(explainer(turns)) as rig:
+    async with latency.rig(lambda _: explainer(turns)) as rig:
         done = await rig.calls(calls, timeout_s=900)
     elapsed = time.perf_counter() - t0
     stats = rig.server_stats

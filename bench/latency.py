@@ -26,13 +26,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+import turn_trace as trace  # noqa: E402
 from sqlmodel import select  # noqa: E402
 
 from shared.config import Settings, load_settings  # noqa: E402
@@ -41,16 +42,13 @@ from shared.migrate import upgrade_async  # noqa: E402
 from shared.models import Call, CallEvent  # noqa: E402
 from shared.twilio_api import Telephony  # noqa: E402
 from sim.__main__ import EmulatorStack  # noqa: E402
-from sim.llm_script import ScriptedBrain  # noqa: E402
+from sim.codec import word_ms  # noqa: E402
 from sim.scenarios import Scenario  # noqa: E402
 from sim.scenarios.steps import hangup, interrupt_after, pause, say, wait_for_agent  # noqa: E402
 
 ENDPOINTING_MS, LLM_TTFT_MS, TTS_TTFB_MS = 300, 250, 150
 FLOOR_MS = ENDPOINTING_MS + LLM_TTFT_MS + TTS_TTFB_MS
-NUMBER = "+12125550160"
-SHORT = "Okay, got it."
-LONG = ("Sure, let me explain how this works: I will check the appointment time, then confirm the "
-        "address with you, and finally send a reminder message the day before the visit.")
+SERVER_FIGURES = ("llm_first_token_ms", "first_phrase_ms", "tts_first_byte_ms", "first_audio_ms")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -64,37 +62,39 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def talker(turns: int) -> Scenario:
+def number(caller: int) -> str:
+    return f"+1212555{1000 + caller:04d}"
+
+
+def talker(caller: int, turns: int) -> Scenario:
     steps: list[Any] = [pause(1500)]  # the product drops audio sent before its STT socket is up
     for i in range(turns):
-        steps += [say(f"This is question number {i + 1}, could you please confirm it for me?"),
-                  wait_for_agent(silence_ms=700)]
+        steps += [say(trace.utterance(caller, i + 1)), wait_for_agent(silence_ms=700)]
     return Scenario("talker", [*steps, hangup()], ring_ms=500)
 
 
-def interrupter(turns: int) -> Scenario:
+def interrupter(caller: int, turns: int) -> Scenario:
     steps: list[Any] = [pause(1500)]
     for i in range(turns):
         steps += [say(f"Please explain the process, part {i + 1}."),
-                  interrupt_after(1200, "Hold on, hold on, one question."), wait_for_agent(silence_ms=700)]
+                  # Not "hold on": the call server rightly takes that for being put on hold.
+                  interrupt_after(1200, "Wait, wait, I have one question."), wait_for_agent(silence_ms=700)]
     return Scenario("interrupter", [*steps, hangup()], ring_ms=500)
 
 
-def brain() -> ScriptedBrain:
-    from sim.llm_script import Rule
-
-    return ScriptedBrain([Rule(user="explain the process", say=LONG)], default=SHORT)
-
-
 @contextlib.asynccontextmanager
-async def rig(scenario: Scenario, *, extra_env: dict[str, str] | None = None) -> AsyncIterator[Rig]:
-    """Emulators here, the call server in a child process; yields a Rig that places calls."""
-    stack = EmulatorStack(speed=1.0, brain=brain(), llm_ttft_s=LLM_TTFT_MS / 1000, llm_tokens_per_s=2000,
-                          with_telegram=False)
+async def rig(scenario: Callable[[int], Scenario], *, extra_env: dict[str, str] | None = None
+              ) -> AsyncIterator[Rig]:
+    """Emulators here, the call server in a child process; yields a Rig that places calls.
+
+    Caller k (0-based) dials ``number(k)`` and behaves as ``scenario(k)``."""
+    stack = EmulatorStack(speed=1.0, brain=trace.tagged_brain(), llm_ttft_s=LLM_TTFT_MS / 1000,
+                          llm_tokens_per_s=2000, with_telegram=False)
     stack.elevenlabs.ttfb_s = TTS_TTFB_MS / 1000
+    tracer = trace.Trace()
+    tracer.install()
     with tempfile.TemporaryDirectory(prefix="dialer-bench-") as tmp:
         async with stack.running():
-            stack.network.attach(NUMBER, scenario)
             port = free_port()
             env = {**os.environ, **stack.env(), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
                    "PORT": str(port), "DATABASE_URL": f"sqlite:///{tmp}/bench.db", "LOG_LEVEL": "WARNING",
@@ -107,7 +107,8 @@ async def rig(scenario: Scenario, *, extra_env: dict[str, str] | None = None) ->
             child = await asyncio.to_thread(subprocess.Popen, [sys.executable, __file__, "--serve"], env=env,
                                             cwd=tmp)
             db = Database(settings.database_url)
-            rig_ = Rig(stack, settings, db, Telephony(settings), child, Path(env["STATS_FILE"]))
+            rig_ = Rig(stack, settings, db, Telephony(settings), child, Path(env["STATS_FILE"]), scenario,
+                       tracer)
             try:
                 await rig_.wait_ready(port)
                 yield rig_
@@ -115,14 +116,17 @@ async def rig(scenario: Scenario, *, extra_env: dict[str, str] | None = None) ->
                 await rig_.stop()
                 await rig_.telephony.close()
                 await db.close()
+                tracer.uninstall()
 
 
 class Rig:
     def __init__(self, stack: EmulatorStack, settings: Any, db: Database, telephony: Telephony,
-                 child: subprocess.Popen[bytes], stats_file: Path) -> None:
+                 child: subprocess.Popen[bytes], stats_file: Path, scenario: Callable[[int], Scenario],
+                 tracer: trace.Trace) -> None:
         self.stack, self.settings, self.db, self.telephony = stack, settings, db, telephony
-        self.child, self.stats_file = child, stats_file
+        self.child, self.stats_file, self.scenario, self.trace = child, stats_file, scenario, tracer
         self.server_stats: dict[str, Any] = {}
+        self.call_ids: list[int] = []
 
     async def wait_ready(self, port: int) -> None:
         for _ in range(300):
@@ -137,21 +141,23 @@ class Rig:
         """Place `n` calls at once (100 ms apart, as a burst of real dialing would be) and wait for all."""
         ids = []
         async with self.db.session() as s:
-            for _ in range(n):
-                call = Call(to_number=NUMBER, from_number=self.settings.twilio_from_number, task="bench",
+            for k in range(n):
+                self.stack.network.attach(number(k), self.scenario(k))
+                call = Call(to_number=number(k), from_number=self.settings.twilio_from_number, task="bench",
                             system_prompt="You are a test agent.", opening_line="Hi.", status="created")
                 s.add(call)
                 await s.flush()
                 ids.append(call.id)
             await s.commit()
         sids = []
-        for call_id in ids:
-            sids.append(await self.telephony.place_call(to=NUMBER, call_id=call_id, record=False,
+        for k, call_id in enumerate(ids):
+            sids.append(await self.telephony.place_call(to=number(k), call_id=call_id, record=False,
                                                         time_limit_s=600))
             await asyncio.sleep(0.1)
         net = self.stack.network
         await asyncio.gather(*(net.wait_for_end(sid, timeout_s) for sid in sids))
         await self._wait_stored(ids)
+        self.call_ids = ids
         return [net.calls[sid] for sid in sids]
 
     async def _wait_stored(self, ids: list[int], timeout_s: float = 60) -> None:
@@ -164,10 +170,19 @@ class Rig:
                     return
                 await asyncio.sleep(0.2)
 
-    async def server_barge_ins(self) -> list[float]:
+    async def server_turns(self) -> dict[int, list[dict[str, float]]]:
+        """The call server's own per-turn figures (CallEvent turn_metrics), per call id, in order."""
         async with self.db.session() as s:
-            rows = (await s.exec(select(CallEvent).where(CallEvent.type == "turn_metrics"))).all()
-        return [float(r.payload["barge_in_ms"]) for r in rows if "barge_in_ms" in r.payload]
+            rows = (await s.exec(select(CallEvent).where(CallEvent.type == "turn_metrics")
+                                 .order_by(CallEvent.id))).all()  # type: ignore[arg-type]
+        out: dict[int, list[dict[str, float]]] = {}
+        for row in rows:
+            out.setdefault(row.call_id, []).append({k: float(v) for k, v in row.payload.items()})
+        return out
+
+    def mono(self, call_ms: float) -> float:
+        """A phone-clock time (call ms, speed 1) on the host's monotonic clock (s)."""
+        return self.stack.network.clock._t0 + call_ms / 1000
 
     async def stop(self) -> None:
         self.child.send_signal(signal.SIGTERM)
@@ -184,33 +199,66 @@ def report(title: str, values: list[float], unit: str = "ms") -> str:
 
 
 async def measure_latency(calls: int, turns: int) -> dict[str, Any]:
-    async with rig(talker(turns)) as r:
+    async with rig(lambda k: talker(k, turns)) as r:
         done = await r.calls(calls)
-    gaps = [end - start for call in done for start, end in call.log.response_gaps]
-    return {"gaps": gaps, "overhead": [g - FLOOR_MS for g in gaps], "server": r.server_stats}
+        server = await r.server_turns()
+    gaps: list[float] = []
+    stages: dict[str, list[float]] = {name: [] for name in trace.STAGES}
+    figures: dict[str, list[float]] = {name: [] for name in SERVER_FIGURES}
+    for k, call in enumerate(done):
+        for i, (start, end) in enumerate(call.log.response_gaps):
+            gaps.append(end - start)
+            split = r.trace.stages((k, i + 1), r.mono(start), r.mono(end))
+            for name, value in (split or {}).items():
+                stages[name].append(value)
+        for turn in server.get(r.call_ids[k], []):
+            for name in SERVER_FIGURES:
+                if name in turn:
+                    figures[name].append(turn[name])
+    return {"gaps": gaps, "overhead": [g - FLOOR_MS for g in gaps], "server": r.server_stats,
+            "stages": stages, "figures": figures}
 
 
 async def measure_barge_in(calls: int, turns: int) -> dict[str, Any]:
-    async with rig(interrupter(turns)) as r:
+    async with rig(lambda k: interrupter(k, turns)) as r:
         done = await r.calls(calls)
-        server = await r.server_barge_ins()
-    phone = [clear - start for call in done for start, clear in call.log.barge_ins]
-    return {"phone": phone, "server": server}
+        server = await r.server_turns()
+    phone, after_word = [], []
+    for call in done:
+        for start, clear in call.log.barge_ins:
+            phone.append(clear - start)
+            # STT can only report a word once it is complete: the end of the 20 ms frame that completes
+            # the first interrupting word (its spoken part, without the pause after it) is the floor.
+            word = next((w for w in call.log.said if w.start_ms >= start - 1), None)
+            if word is not None:
+                spoken_end = start + math.ceil((word.start_ms - start + word_ms(word.word)) / 20) * 20
+                after_word.append(clear - spoken_end)
+    server_ms = [t["barge_in_ms"] for turns_ in server.values() for t in turns_ if "barge_in_ms" in t]
+    return {"phone": phone, "after_word": after_word, "server": server_ms}
 
 
 async def main(calls_list: list[int], turns: int) -> None:
     print(f"provider floor: endpointing {ENDPOINTING_MS} + LLM first token {LLM_TTFT_MS} + TTS first byte "
-          f"{TTS_TTFB_MS} = {FLOOR_MS} ms")
+          f"{TTS_TTFB_MS} = {FLOOR_MS} ms; load average {os.getloadavg()[0]:.2f}")
     for calls in calls_list:
         t0 = time.perf_counter()
         lat = await measure_latency(calls, turns)
-        print(f"\n== {calls} concurrent call(s), {turns} turns each ({time.perf_counter() - t0:.0f} s)")
+        print(f"\n== {calls} concurrent call(s), {turns} turns each ({time.perf_counter() - t0:.0f} s, "
+              f"load average now {os.getloadavg()[0]:.2f})")
         print(report("voice-to-voice", lat["gaps"]))
         print(report("overhead above floor", lat["overhead"]))
-        lag = lat["server"].get("loop_lag_ms", [])
-        print(report("call-server event-loop lag", lag))
+        print("  where it goes (phone + emulator timestamps; floor subtracted where there is one):")
+        for name, values in lat["stages"].items():
+            floor = trace.FLOORS.get(name, 0.0)
+            print("    " + report(f"{name:<12}" + (f" - {floor:.0f}" if floor else "      "),
+                                  [v - floor for v in values]))
+        print("  the call server's own figures (from speech_final arrival):")
+        for name, values in lat["figures"].items():
+            print("    " + report(f"{name:<19}", values))
+        print(report("call-server event-loop lag", lat["server"].get("loop_lag_ms", [])))
         barge = await measure_barge_in(calls, max(2, turns // 3))
         print(report("barge-in, server (speech detected -> clear sent)", barge["server"]))
+        print(report("barge-in, phone (interrupting word complete -> clear received)", barge["after_word"]))
         print(report("barge-in, phone (first speech frame -> clear received)", barge["phone"]))
 
 
