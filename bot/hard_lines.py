@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from shared.db import Database
 from shared.models import User
 
-_KINDS = {"wait_on_hold", "off_hold", "voicemail", "voicemail_left", "silence", "fax", "limit_warning",
-          "limit_reached"}
+_KINDS = {"wait_on_hold", "amd_ignored", "off_hold", "voicemail", "voicemail_left", "silence", "fax",
+          "limit_warning", "limit_reached"}
 
 
 def is_hard(kind: str, detail: dict[str, Any]) -> bool:
@@ -24,8 +24,8 @@ def is_hard(kind: str, detail: dict[str, Any]) -> bool:
 
 
 def hard_line(kind: str, detail: dict[str, Any]) -> str | None:
-    if kind == "wait_on_hold":
-        return None  # the call server follows it with on_hold, which has the line
+    if kind in ("wait_on_hold", "amd_ignored"):
+        return None  # on_hold follows wait_on_hold with the line; a wrong AMD verdict is bookkeeping
     if kind == "off_hold":
         return f"▶️ Off hold after {_minutes(detail.get('held_s', 0))}: a person is on the line"
     if kind == "voicemail":

@@ -10,6 +10,7 @@ at the time limit. Everything it does is published through the CallLog as action
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +67,7 @@ class HardCalls:
             self.s.history.add_note(f"[About {left} seconds are left on this call: wrap up now.]")
         elif due == "end":
             self.s.log.action("limit_reached", limit="call")
-            self.s._spawn(self._time_up("max call time reached"))
+            self._soon(lambda: self._time_up("max call time reached"))
         if self.hold is None:
             return
         held = self.clock_ms - self.hold.since_ms
@@ -75,7 +76,7 @@ class HardCalls:
             self.s.log.action("limit_warning", limit="hold", seconds_left=self.hold_limit.left_s(held))
         elif due == "end":
             self.s.log.action("limit_reached", limit="hold", held_s=round(held / 1000))
-            self.s._spawn(self.s.hang_up("max hold time reached"))
+            self._soon(lambda: self.s.hang_up("max hold time reached"))
 
     async def _time_up(self, reason: str) -> None:
         if self.hold is not None or self.voicemail.state != "idle":
@@ -116,8 +117,8 @@ class HardCalls:
         if is_hold_phrase(text) and not human:
             self.enter_hold(f"heard: {text}", by="announcement")
             return True
-        if human:
-            self.ivr.person_spoke()
+        if human or text.rstrip().endswith("?"):
+            self.ivr.person_spoke()  # menus instruct; a question without menu words is a person's
         return False
 
     def on_dtmf(self, digit: str) -> None:
@@ -149,6 +150,10 @@ class HardCalls:
 
     # --- voicemail --------------------------------------------------------------------------------
     def on_amd(self, answered_by: str) -> None:
+        if answered_by.startswith("machine") and self._conversed():
+            # AMD can be wrong; once a conversation went back and forth, this is no voicemail box.
+            self.s.log.action("amd_ignored", answered_by=answered_by)
+            return
         if answered_by.startswith("machine_end"):
             self.voicemail.arm(self.clock_ms, "amd")
             self.leave_voicemail()
@@ -156,7 +161,7 @@ class HardCalls:
             self.voicemail.arm(self.clock_ms, "amd")  # greeting still playing: wait for the beep
         elif answered_by == "fax":
             self.s.log.action("fax", detail="a fax machine answered")
-            self.s._spawn(self.s.hang_up("fax machine"))
+            self._soon(lambda: self.s.hang_up("fax machine"))
 
     def leave_voicemail(self) -> None:
         if self.voicemail.state in ("leaving", "left"):
@@ -165,7 +170,7 @@ class HardCalls:
         message = voicemail.message_for(self.s.info, self.s.settings)
         self.voicemail.message = message
         self.s.log.action("voicemail", stage="leaving message", by=self.voicemail.by or "amd")
-        self.s._spawn(self._leave(message))
+        self._soon(lambda: self._leave(message))
 
     async def _leave(self, message: str) -> None:
         await self.s._interrupt_if_speaking()
@@ -191,6 +196,14 @@ class HardCalls:
         await s.playback.send(seg, tones(keys))
         seg.done = True
         return f"pressed {keys}"
+
+    def _soon(self, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run side work on the session's task group, unless the call is already over."""
+        if not self.s._ended.is_set():
+            self.s._spawn(make())
+
+    def _conversed(self) -> bool:
+        return any(m.role == "assistant" and m.text for m in self.s.history.messages)
 
     def state(self) -> dict[str, Any]:
         return {"ivr": self.ivr.active, "on_hold": self.hold is not None, "voicemail": self.voicemail.state,
