@@ -132,6 +132,10 @@ class CallFlow:
                 call.stream.close("call ended")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(call.stream.finished.wait(), 2)
+            for fork, task in call.forks:
+                fork.close("call ended")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), 2)
             line.stop()
             call.end_time = utcnow()
             if call.params.record:

@@ -1,13 +1,16 @@
 """Executes a call's TwiML documents verb by verb (twilio.com/docs/voice/twiml).
 
 A document is fetched from the call's Url with a signed request (error 11200 if that fails) or taken
-inline from Twiml. <Connect><Stream> runs until the server closes the socket (then the next verb runs) or
+inline from Twiml. <Start><Stream> forks the call's audio in the background and goes on with the next verb
+(twilio.com/docs/voice/twiml/stream); a fork that cannot connect logs its error and the call goes on.
+<Connect><Stream> runs until the server closes the socket (then the next verb runs) or
 the call's TwiML is replaced / the call ends (then the stream gets `stop`). Reaching the end of the last
 document hangs the call up, as Twilio does.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from sim.audio import dtmf_tones, silence
@@ -110,6 +113,8 @@ class Executor:
                 case twiml.Dial():
                     await self._dial(verb)
                     return None
+                case twiml.Start(stream=spec):
+                    self._fork(spec)
                 case twiml.Connect(stream=spec):
                     if not await self._stream(spec):
                         return None
@@ -134,6 +139,24 @@ class Executor:
             if self.call.stream is stream:
                 self.call.stream = None
         return True
+
+    def _fork(self, spec: twiml.Stream) -> None:
+        """Start a listen-only stream owned by the call (it outlives this document)."""
+        try:
+            twiml.check_stream_url(spec.url)
+        except twiml.TwimlError as exc:
+            self.call.log.errors.append((self.line.now_ms(), exc.code, exc.message))
+            return
+        stream = MediaStream(spec, self.line, self.call.log, self.call.account_sid, self.call.sid,
+                             self.net.stream_faults, unidirectional=True)
+        self.call.forks.append((stream, asyncio.create_task(self._run_fork(stream))))
+
+    async def _run_fork(self, stream: MediaStream) -> str | None:
+        try:
+            return await stream.run()
+        except StreamFailed as exc:
+            self.call.log.errors.append((self.line.now_ms(), exc.code, str(exc)))
+            return None
 
     async def _dial(self, dial: twiml.Dial) -> None:
         """Transfer: the dialed party answers and talks until someone hangs up."""

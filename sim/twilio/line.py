@@ -25,6 +25,12 @@ class StreamSink(Protocol):
     def on_inbound(self, frame: FrameOut) -> None: ...
 
 
+class ForkSink(StreamSink, Protocol):
+    """A listen-only `<Start><Stream>` fork: also gets every frame played to the callee."""
+
+    def on_outbound(self, audio: bytes) -> None: ...
+
+
 class Line:
     def __init__(self, clock: Clock, log: CallLog, on_callee_hangup: Callable[[], None]) -> None:
         self.clock = clock
@@ -34,6 +40,8 @@ class Line:
         self.decoder = SpeechDecoder()
         self.dtmf = DtmfDetector()
         self.sink: StreamSink | None = None
+        self.forks: list[ForkSink] = []
+        """Unidirectional streams forking this line's audio (both tracks), whatever the sink is."""
         self.digit_source = "inband"
         """Label for detected digits: "play" while the network itself plays <Play digits>."""
         self.inbound_track = bytearray()
@@ -83,6 +91,8 @@ class Line:
         self.inbound_track += said.audio
         if self.sink is not None:
             self.sink.on_inbound(said)
+        for fork in self.forks:
+            fork.on_inbound(said)
         self._in_flight = self.playout.take(FRAME_BYTES)
         self._wake()
 
@@ -92,6 +102,8 @@ class Line:
         if not audio:
             audio = bytes([MULAW_SILENCE]) * FRAME_BYTES
         self.outbound_track += audio
+        for fork in self.forks:
+            fork.on_outbound(audio)
         for word in self.decoder.feed(audio):
             self.log.heard.append(Word(word.word, self.start_ms + word.start_ms, self.start_ms + word.end_ms))
         for digit in self.dtmf.feed(audio):

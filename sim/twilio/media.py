@@ -1,4 +1,5 @@
-"""The Twilio side of a bidirectional Media Stream (``<Connect><Stream>``): a WebSocket client.
+"""The Twilio side of a Media Stream: a WebSocket client, bidirectional (``<Connect><Stream>``) or a
+listen-only fork (``<Start><Stream>``, unidirectional).
 
 Follows twilio.com/docs/voice/media-streams/websocket-messages and twilio.com/docs/voice/twiml/stream:
 `connected` {protocol, version}; `start` (sequenceNumber "1") with accountSid, streamSid, callSid, tracks,
@@ -7,6 +8,12 @@ base64 mu-law payload), `dtmf` when the callee keys a digit, `mark` echoes, and 
 or its TwiML is replaced. From the server only `media`, `mark` and `clear` are valid; anything else is
 logged as error 31924 (Stream - WebSocket - Protocol Error). Connection failures map to 31901 (timeout),
 31902 (refused) and 31920 (handshake: HTTP status other than 101).
+
+A fork (twilio.com/docs/voice/media-streams, "unidirectional"; twilio.com/docs/voice/twiml/stream, `track`)
+lists its tracks in `start` ("inbound", "outbound" or both) and sends each 20 ms frame once per track with
+`media.track` "inbound" (what the call's party says) or "outbound" (what is played to them: on a
+conference leg, the other participants); it carries no `dtmf`, and the server cannot send anything back.
+It lives until the call ends (a TwiML replacement does not stop it).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from sim.twilio.calllog import CallLog
 from sim.twilio.line import Line
 from sim.twilio.mouth import FrameOut
 from sim.twilio.resources import new_sid
-from sim.twilio.twiml import Stream
+from sim.twilio.twiml import TRACKS, Stream
 
 
 class StreamFailed(Exception):
@@ -37,8 +44,10 @@ class StreamFailed(Exception):
 
 class MediaStream:
     def __init__(self, spec: Stream, line: Line, log: CallLog, account_sid: str, call_sid: str,
-                 faults: Faults | None = None) -> None:
+                 faults: Faults | None = None, *, unidirectional: bool = False) -> None:
         self.spec = spec
+        self.unidirectional = unidirectional
+        self.tracks = TRACKS[spec.track] if unidirectional else ["inbound"]
         self.line = line
         self.log = log
         self.account_sid = account_sid
@@ -46,14 +55,15 @@ class MediaStream:
         self.sid = new_sid("MZ")
         self.faults = faults or Faults()
         self._seq = 0
-        self._chunk = 0
+        self._chunks = {"inbound": 0, "outbound": 0}
         self._close_reason = "closed"
         self._out: asyncio.Queue[str | None] = asyncio.Queue()
         self._closing = asyncio.Event()
         self.finished = asyncio.Event()
         self.record: dict[str, Any] = {"stream_sid": self.sid, "url": spec.url, "name": spec.name,
                                        "parameters": dict(spec.parameters), "started_ms": None,
-                                       "ended_ms": None, "end_reason": None, "media_in": 0, "media_out": 0}
+                                       "ended_ms": None, "end_reason": None, "media_in": 0, "media_out": 0,
+                                       "tracks": list(self.tracks), "unidirectional": unidirectional}
 
     async def run(self) -> str:
         """Connect and stream until the server hangs up or ``close`` is called; return why it ended."""
@@ -84,9 +94,12 @@ class MediaStream:
             self._emit({"event": "connected", "protocol": "Call", "version": "1.0.0"}, numbered=False)
             self._emit({"event": "start", "start": {
                 "accountSid": self.account_sid, "streamSid": self.sid, "callSid": self.call_sid,
-                "tracks": ["inbound"], "customParameters": dict(self.spec.parameters),
+                "tracks": list(self.tracks), "customParameters": dict(self.spec.parameters),
                 "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
-            self.line.sink = self
+            if self.unidirectional:
+                self.line.forks.append(self)
+            else:
+                self.line.sink = self
             tasks = [asyncio.create_task(self._send_loop(ws)), asyncio.create_task(self._receive_loop(ws)),
                      asyncio.create_task(self._closing.wait())]
             if self.faults.drop_ws_after_s is not None:
@@ -102,6 +115,8 @@ class MediaStream:
             finally:
                 if self.line.sink is self:
                     self.line.sink = None
+                if self in self.line.forks:
+                    self.line.forks.remove(self)
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -126,14 +141,26 @@ class MediaStream:
 
     def on_inbound(self, frame: FrameOut) -> None:
         """One 20 ms frame of the callee (called by the line's tick; must not block)."""
-        self._chunk += 1
-        self.record["media_out"] += 1
-        self._emit({"event": "media", "media": {
-            "track": "inbound", "chunk": str(self._chunk), "timestamp": str((self._chunk - 1) * 20),
-            "payload": base64.b64encode(frame.audio).decode()}})
+        if "inbound" in self.tracks:
+            self._media("inbound", frame.audio)
+        if self.unidirectional:
+            return  # no dtmf messages on a fork
         for seg in frame.finished:
             if seg.kind == "digit":
                 self._emit({"event": "dtmf", "dtmf": {"track": "inbound_track", "digit": seg.label}})
+
+    def on_outbound(self, audio: bytes) -> None:
+        """One 20 ms frame played to the callee (forks only)."""
+        if "outbound" in self.tracks:
+            self._media("outbound", audio)
+
+    def _media(self, track: str, audio: bytes) -> None:
+        self._chunks[track] += 1
+        chunk = self._chunks[track]
+        self.record["media_out"] += 1
+        self._emit({"event": "media", "media": {
+            "track": track, "chunk": str(chunk), "timestamp": str((chunk - 1) * 20),
+            "payload": base64.b64encode(audio).decode()}})
 
     def _echo_mark(self, name: str) -> None:
         if not self._closing.is_set():
@@ -168,6 +195,9 @@ class MediaStream:
             self._protocol_error(now, f"unparseable message: {str(raw)[:80]!r}")
             return
         self.log.received.append((now, message))
+        if self.unidirectional:
+            self._protocol_error(now, f"{event!r} sent on a unidirectional stream")
+            return
         try:
             if event == "media":
                 audio = base64.b64decode(message["media"]["payload"], validate=True)

@@ -78,6 +78,8 @@ class Call:
     line: Line | None = None
     callee: Callee | None = None
     stream: MediaStream | None = None
+    forks: list[tuple[MediaStream, asyncio.Task[str | None]]] = field(default_factory=list)
+    """`<Start><Stream>` forks: they run until the call ends, across TwiML replacements."""
     task: asyncio.Task[None] | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     end_reason: str | None = None

@@ -1,7 +1,9 @@
 """Parse the TwiML voice verbs the emulator executes.
 
 Follows twilio.com/docs/voice/twiml (Say, Play, Pause, Hangup, Redirect, Dial/Number, Connect/Stream
-with Parameter). A document Twilio could not parse ends the call with error 12100; a verb it does not know
+with Parameter) and twilio.com/docs/voice/twiml/stream (`<Start><Stream>`: a unidirectional fork whose
+`track` is inbound_track (default), outbound_track or both_tracks; execution goes on with the next verb).
+A document Twilio could not parse ends the call with error 12100; a verb it does not know
 is error 12200 (schema validation warning) and is skipped, as the real service does for unknown nouns.
 """
 
@@ -64,6 +66,8 @@ class Stream:
     name: str | None = None
     parameters: dict[str, str] = field(default_factory=dict)
     status_callback: str | None = None
+    track: str = "inbound_track"
+    """inbound_track | outbound_track | both_tracks (only `<Start><Stream>` may fork the outbound one)."""
 
 
 @dataclass
@@ -71,8 +75,15 @@ class Connect:
     stream: Stream
 
 
-Verb = Say | Play | Pause | Hangup | Redirect | Dial | Connect
-UNSUPPORTED = {"Gather", "Record", "Enqueue", "Leave", "Reject", "Start", "Stop", "Refer", "Pay", "Sms"}
+@dataclass
+class Start:
+    """`<Start><Stream>`: fork the call's audio to a WebSocket in the background (listen-only)."""
+
+    stream: Stream
+
+
+Verb = Say | Play | Pause | Hangup | Redirect | Dial | Connect | Start
+UNSUPPORTED = {"Gather", "Record", "Enqueue", "Leave", "Reject", "Stop", "Refer", "Pay", "Sms"}
 
 
 def parse(document: str) -> tuple[list[Verb], list[str]]:
@@ -116,14 +127,22 @@ def _verb(el: ET.Element) -> Verb | None:
                         int(limit) if limit else None,
                         (room.text or "").strip() if room is not None else None,
                         room is not None and room.get("endConferenceOnExit", "false").lower() == "true")
-        case "Connect":
+        case "Connect" | "Start":
             stream = el.find("Stream")
             if stream is None:
                 return None
             params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
-            return Connect(Stream(stream.get("url", ""), stream.get("name"), params,
-                                  stream.get("statusCallback")))
+            spec = Stream(stream.get("url", ""), stream.get("name"), params, stream.get("statusCallback"),
+                          stream.get("track", "inbound_track"))
+            if spec.track not in TRACKS:
+                return None
+            return Connect(spec) if el.tag == "Connect" else Start(spec)
     return None
+
+
+TRACKS = {"inbound_track": ["inbound"], "outbound_track": ["outbound"],
+          "both_tracks": ["inbound", "outbound"]}
+"""The `track` attribute -> the `tracks` a stream's `start` message lists and its media messages carry."""
 
 
 def check_stream_url(url: str) -> None:
