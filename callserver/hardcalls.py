@@ -38,6 +38,8 @@ class HardCalls:
         """Call time: ms of inbound audio received over all of the call's streams."""
         self.ivr = IvrGate()
         self.hold: Hold | None = None
+        self.recordings: list[list[str]] = []
+        """Announcements heard on hold, kept across holds: a loop recognised once stays recognised."""
         self.holds: list[tuple[float, float]] = []
         """(start, end) of past holds on the media clock."""
         self.voicemail = voicemail.VoicemailDrop()
@@ -130,7 +132,7 @@ class HardCalls:
         if self.hold is not None:
             return
         since = datetime.now(UTC)
-        self.hold = Hold(self.clock_ms, since.isoformat(timespec="seconds"), reason)
+        self.hold = Hold(self.clock_ms, since.isoformat(timespec="seconds"), reason, self.recordings)
         self.hold_limit.warned = self.hold_limit.reached = False
         self.ivr.active = True  # announcements are heard whole, so a repeat is recognised as one
         self.s.history.add_note(HOLD_NOTE)

@@ -2,10 +2,11 @@
 
 Hold queues loop music and the same few announcements ("Your call is important to us...") for as long
 as it takes. Asking the LLM about every loop costs money and risks the agent answering a recording, so
-the decision is deterministic: an utterance heard before (same words), or one in the queue's stock
-language, is a recording; one with a person's markers ("this is Dana", "how can I help", "hello?", "I'll",
-a question to "you") is a person, and ends the hold at once. Anything else is treated as part of the
-recording: a person who is ignored says "hello?" next, a recording never stops talking.
+the decision is deterministic: an utterance heard before (same words, remembered for the whole call), a
+lone word (music picked up as speech), or one in the stock language of queues, menus and promotions is a
+recording; anything else is a person ("this is Dana", "thanks for waiting, so about your claim...") and
+ends the hold at once. Ignoring a person is the costly mistake (they hang up), so when in doubt it is a
+person: at worst the agent answers one new recording, which then repeats and is known.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from callserver.ivr import is_menu
+
 HOLD_PHRASES = re.compile("|".join([
     r"\bplease\s+(?:continue\s+to\s+)?hold\b",
-    r"\bhold\s+(?:the\s+line|on)\b",
     r"\bplease\s+stay\s+on\s+the\s+line\b",
     r"\byour\s+call\s+is\s+(?:very\s+)?important\b",
     r"\bthank\s+you\s+for\s+(?:holding|waiting|your\s+patience)\b",
@@ -36,6 +38,13 @@ HUMAN = re.compile("|".join([
     r"\bwho\s+am\s+I\s+speaking\b",
     r"\bare\s+you\s+(?:still\s+)?there\b",
     r"\bspeaking\b[.!?]?$",
+]), re.IGNORECASE)
+RECORDED = re.compile("|".join([
+    r"\bdid\s+you\s+know\b",
+    r"\bvisit\s+(?:us|our)\b",
+    r"\bwww\b|\bdot\s+com\b|\.com\b|\bwebsite\b|\bonline\s+at\b",
+    r"\bmay\s+be\s+(?:monitored|recorded)\b",
+    r"\b(?:business|office)\s+hours\s+are\b",
 ]), re.IGNORECASE)
 GREETING = re.compile(r"^\W*(?:hello|hi|hey|yes|yeah)\b", re.IGNORECASE)
 _WORD = re.compile(r"[\w']+")
@@ -81,9 +90,12 @@ class Hold:
             return "recording"
         if sounds_human(text):
             return "person"
-        self.announcements.append(said)
-        self.recordings_heard += 1
-        return "recording"
+        if len(said) < 2 or is_hold_phrase(text) or is_menu(text) or RECORDED.search(text):
+            if len(said) >= 2:
+                self.announcements.append(said)
+            self.recordings_heard += 1
+            return "recording"
+        return "person"
 
 
 def held_note(minutes: float, recordings: int) -> str:

@@ -106,6 +106,9 @@ def test_hold_classifier_recordings_repeats_and_the_person() -> None:
     assert hold.classify("Did you know you can manage claims online?") == "recording"
     assert hold.classify("Hi, this is Dana, how can I help?") == "person"
     assert hold.recordings_heard == 6
+    assert hold.classify("La") == "recording"  # a lone word out of the music
+    assert hold.classify("Thanks for waiting. So, about your claim.") == "person"  # when in doubt: a person
+    assert not is_hold_phrase("Hold on, who's this?")  # people say it; it is no queue
 
 
 def test_limits_warn_then_end_once() -> None:
