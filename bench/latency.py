@@ -319,6 +319,9 @@ if __name__ == "__main__":
     parser.add_argument("--calls", default="1,50", help="comma-separated concurrent call counts")
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve_with_probes())
+        from dialer.runtime import loop_factory
+
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:  # as `dialer callserver` runs
+            runner.run(serve_with_probes())
     else:
         asyncio.run(main([int(c) for c in args.calls.split(",")], args.turns))

@@ -7,6 +7,9 @@ enough to run on the event loop for every 20 ms frame.
 
 from __future__ import annotations
 
+import math
+from functools import cache
+
 import numpy as np
 
 SAMPLE_RATE = 8000
@@ -36,6 +39,8 @@ def _decode_table() -> np.ndarray:
 
 _ENCODE = _encode_table()
 _DECODE = _decode_table()
+_SQUARES = _DECODE.astype(np.float64) ** 2
+"""Squared sample value per mu-law byte: frame energy in one table lookup (it runs on every frame)."""
 
 
 def encode(pcm: np.ndarray) -> bytes:
@@ -57,8 +62,14 @@ def rms(mulaw: bytes) -> float:
     """Root mean square of the decoded frame (0 for an empty one); full scale is 32767."""
     if not mulaw:
         return 0.0
-    pcm = decode(mulaw).astype(np.float64)
-    return float(np.sqrt(np.mean(pcm * pcm)))
+    return math.sqrt(float(_SQUARES[np.frombuffer(mulaw, dtype=np.uint8)].sum()) / len(mulaw))
+
+
+@cache
+def _spectrum_setup(n: int, low_hz: float, high_hz: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Window, bin frequencies and voice-band mask for an n-sample frame (frames are nearly always 160)."""
+    freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
+    return np.hanning(n), freqs, (freqs >= low_hz) & (freqs <= high_hz)
 
 
 def tone_share(mulaw: bytes, low_hz: float = 300.0, high_hz: float = 3400.0) -> tuple[float, float]:
@@ -69,9 +80,8 @@ def tone_share(mulaw: bytes, low_hz: float = 300.0, high_hz: float = 3400.0) -> 
     pcm = decode(mulaw).astype(np.float64)
     if len(pcm) < 64:
         return 0.0, 0.0
-    spectrum = np.abs(np.fft.rfft(pcm * np.hanning(len(pcm)))) ** 2
-    freqs = np.fft.rfftfreq(len(pcm), 1 / SAMPLE_RATE)
-    band = (freqs >= low_hz) & (freqs <= high_hz)
+    window, freqs, band = _spectrum_setup(len(pcm), low_hz, high_hz)
+    spectrum = np.abs(np.fft.rfft(pcm * window)) ** 2
     total = float(spectrum.sum())
     if total <= 0 or not band.any():
         return 0.0, 0.0

@@ -5,6 +5,10 @@ Followed twilio.com/docs/voice/media-streams/websocket-messages: JSON text frame
 ``mark`` and ``clear`` (anything else is protocol error 31924, and there is no outbound DTMF message).
 Every message we send carries the ``streamSid``. A mark is echoed once the audio queued before it has
 played, and at once for every pending mark when we send ``clear``.
+
+A listen-only fork (``<Start><Stream track="both_tracks">``, twilio.com/docs/voice/twiml/stream) lists its
+``tracks`` in ``start`` and tags each ``media`` with ``track`` "inbound" or "outbound"; media of a track
+the stream did not announce is dropped, so a bidirectional stream only ever yields the callee's audio.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class Media:
     """mu-law 8 kHz, no header."""
     timestamp_ms: int
     """Milliseconds since the stream started."""
+    track: str = "inbound"
+    """"inbound" (the call's party) or, on a fork with both tracks, "outbound" (what is played to them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +93,14 @@ class MediaStream:
         self.custom_parameters: dict[str, str] = {
             str(k): str(v) for k, v in (body.get("customParameters") or {}).items()
         }
+        self.tracks: list[str] = [str(t) for t in body.get("tracks") or ["inbound"]]
         self.closed = False
         self._log = logger.bind(stream_sid=self.stream_sid)
+        # Outbound media is the hottest message (every 40 ms of agent speech): its JSON is this prefix,
+        # the base64 payload (which never needs escaping) and a fixed suffix, not a json.dumps per chunk.
+        sid = json.dumps(self.stream_sid)
+        self._media_prefix = '{"event":"media","streamSid":' + sid + ',"media":{"payload":"'
+        self._mark_prefix = '{"event":"mark","streamSid":' + sid + ',"mark":{"name":'
 
     async def events(self) -> AsyncIterator[Inbound]:
         """Inbound events until ``stop`` or the socket closes; malformed frames are logged and skipped."""
@@ -111,10 +123,11 @@ class MediaStream:
             kind = message["event"]
             if kind == "media":
                 media = message["media"]
-                if media.get("track", "inbound") != "inbound":
+                track = str(media.get("track", "inbound"))
+                if track not in self.tracks:
                     return None
                 payload = base64.b64decode(media["payload"], validate=True)
-                return Media(payload, int(media.get("timestamp", 0)))
+                return Media(payload, int(media.get("timestamp", 0)), track)
             if kind == "dtmf":
                 return Dtmf(str(message["dtmf"]["digit"]))
             if kind == "mark":
@@ -127,21 +140,23 @@ class MediaStream:
         return None
 
     async def _send(self, message: dict[str, Any]) -> None:
+        await self._send_text(json.dumps(message, separators=(",", ":")))
+
+    async def _send_text(self, text: str) -> None:
         if self.closed or self.ws.client_state != WebSocketState.CONNECTED:
             self.closed = True
             return
         try:
-            await self.ws.send_text(json.dumps(message, separators=(",", ":")))
+            await self.ws.send_text(text)
         except (WebSocketDisconnect, RuntimeError, OSError):
             # The call ended or its TwiML was replaced: the stream is gone, nothing more to play.
             self.closed = True
 
     async def send_audio(self, mulaw: bytes) -> None:
-        payload = base64.b64encode(mulaw).decode()
-        await self._send({"event": "media", "streamSid": self.stream_sid, "media": {"payload": payload}})
+        await self._send_text(self._media_prefix + base64.b64encode(mulaw).decode("ascii") + '"}}')
 
     async def send_mark(self, name: str) -> None:
-        await self._send({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}})
+        await self._send_text(self._mark_prefix + json.dumps(name) + "}}")
 
     async def send_clear(self) -> None:
         await self._send({"event": "clear", "streamSid": self.stream_sid})

@@ -39,8 +39,11 @@ def _settings(*required: str) -> Settings:
 
 
 def _run(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    from dialer.runtime import loop_factory
+
     try:
-        asyncio.run(coro_factory())
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(coro_factory())
     except KeyboardInterrupt:
         pass
     except SettingsError as exc:

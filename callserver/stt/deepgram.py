@@ -29,6 +29,30 @@ MAX_REPLAY_S = 30.0
 """Keep at most this much unconfirmed audio for a resend (a long monologue without finals)."""
 
 
+def _connect_without_deflate() -> None:
+    """Open the SDK's listen sockets without permessage-deflate.
+
+    deepgram-sdk 7 calls websockets' legacy ``connect`` with its default ``compression="deflate"``, so
+    each 20 ms mu-law frame (noise-like: it does not compress) went through zlib both ways, a measurable
+    share of the call server's CPU at 50 calls. The SDK offers no option for it; its module-level
+    ``websockets_client_connect`` is wrapped once to pass ``compression=None``."""
+    from deepgram.listen.v1 import client, raw_client
+
+    for module in (client, raw_client):  # AsyncV1Client.connect and its raw twin each import it
+        connect = module.websockets_client_connect
+        if not getattr(connect, "without_deflate", False):
+            module.websockets_client_connect = _without_deflate(connect)
+
+
+def _without_deflate(connect: Any) -> Any:
+    def without_deflate(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("compression", None)
+        return connect(*args, **kwargs)
+
+    without_deflate.without_deflate = True  # type: ignore[attr-defined]
+    return without_deflate
+
+
 class DeepgramSTT:
     """Factory of live streams with one client (and its settings) per process."""
 
@@ -38,6 +62,7 @@ class DeepgramSTT:
         ws_url = base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         env = DeepgramClientEnvironment(base=base_url, production=ws_url, agent=ws_url, agent_rest=base_url)
         self.client = AsyncDeepgramClient(api_key=api_key or "unset", environment=env)
+        _connect_without_deflate()
         self.options: dict[str, Any] = {
             "model": model, "language": language, "encoding": "mulaw", "sample_rate": "8000",
             "channels": "1", "interim_results": "true", "endpointing": str(endpointing_ms),
@@ -54,7 +79,9 @@ class DeepgramSTT:
 class DeepgramSttStream:
     def __init__(self, owner: DeepgramSTT) -> None:
         self._owner = owner
-        self._pending: asyncio.Queue[bytes] = asyncio.Queue()
+        self._pending = bytearray()
+        """Audio pushed but not sent yet; the sender takes all of it at once (one send, however much)."""
+        self._wake = asyncio.Event()
         self._unconfirmed = bytearray()
         self._base = 0
         """Offset of ``_unconfirmed[0]`` in the current socket's audio (bytes)."""
@@ -77,10 +104,12 @@ class DeepgramSttStream:
         if overflow > 0:
             del self._unconfirmed[:overflow]
             self._base += overflow
-        self._pending.put_nowait(audio)
+        self._pending += audio
+        self._wake.set()
 
     def close(self) -> None:
         self._closing.set()
+        self._wake.set()
 
     async def events(self) -> AsyncIterator[SttEvent]:
         while (event := await self._events.get()) is not None:
@@ -113,8 +142,7 @@ class DeepgramSttStream:
         async with self._owner.client.listen.v1.connect(**self._owner.options) as socket:
             self.connections += 1
             # Everything queued is also in the unconfirmed buffer: send that once, from its start.
-            while not self._pending.empty():
-                self._pending.get_nowait()
+            self._pending.clear()
             self._sent, self._base = 0, 0
             if self._unconfirmed:
                 await socket.send_media(bytes(self._unconfirmed))
@@ -129,27 +157,27 @@ class DeepgramSttStream:
                     await sender
 
     async def _send(self, socket: Any) -> None:
+        # One event and (while idle) one timer per wake-up: this runs for every 20 ms frame of every call.
+        keepalive_s = self._owner.keepalive_s
         while True:
-            closing = asyncio.ensure_future(self._closing.wait())
-            audio = asyncio.ensure_future(self._pending.get())
-            try:
-                done, _ = await asyncio.wait({closing, audio}, timeout=self._owner.keepalive_s,
-                                             return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                closing.cancel()
-                if not audio.done():
-                    audio.cancel()
-            if audio in done:
-                data = audio.result()
+            if not self._pending and not self._closing.is_set():
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(keepalive_s):
+                        await self._wake.wait()
+                except TimeoutError:
+                    await socket.send_keep_alive()  # no audio flowing (e.g. between two Twilio streams)
+                    continue
+            if self._pending:
+                data = bytes(self._pending)
+                self._pending.clear()
                 await socket.send_media(data)
                 self._sent += len(data)
                 self.bytes_sent += len(data)
-            elif closing in done:
+            elif self._closing.is_set():
                 # Flush what was said so far, then the server closes the socket.
                 await socket.send_close_stream()
                 return
-            else:
-                await socket.send_keep_alive()  # no audio flowing (e.g. between two Twilio streams)
 
     async def _receive(self, socket: Any) -> None:
         async for message in socket:

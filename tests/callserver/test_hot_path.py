@@ -1,0 +1,126 @@
+"""The per-frame path made cheap for bench/ (issue 4 performance) still does exactly what it did."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest
+from starlette.websockets import WebSocketState
+
+from callserver import audio
+from callserver.stt.deepgram import DeepgramSTT
+from callserver.twilio_stream import MediaStream
+from sim.deepgram import DeepgramEmulator
+from sim.server import serve
+
+KEY = "dg-test-key"
+
+
+@pytest.fixture
+async def stt() -> AsyncIterator[DeepgramSTT]:
+    emu = DeepgramEmulator(api_key=KEY)
+    async with serve(emu.app) as url:
+        yield DeepgramSTT(api_key=KEY, base_url=url, keepalive_s=0.05)
+
+
+async def test_listen_socket_is_opened_without_permessage_deflate(stt: DeepgramSTT) -> None:
+    async with stt.client.listen.v1.connect(**stt.options) as socket:
+        assert socket._websocket.extensions == []
+        await socket.send_media(b"\xff" * 160)  # and it still carries audio
+
+
+class RecordingSocket:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+
+    async def send_media(self, data: bytes) -> None:
+        self.sent.append(("media", data))
+
+    async def send_keep_alive(self) -> None:
+        self.sent.append(("keepalive", None))
+
+    async def send_close_stream(self) -> None:
+        self.sent.append(("close", None))
+
+
+async def test_frames_waiting_for_the_sender_go_out_in_one_send_in_order(stt: DeepgramSTT) -> None:
+    stream = stt.stream()
+    frames = [bytes([i]) * 160 for i in range(5)]
+    for frame in frames:
+        stream.push(frame)
+    socket = RecordingSocket()
+    sender = asyncio.create_task(stream._send(socket))
+    await asyncio.sleep(0.01)
+    stream.push(b"\x07" * 160)
+    await asyncio.sleep(0.01)
+    stream.close()
+    await asyncio.wait_for(sender, 1)
+    media = [data for kind, data in socket.sent if kind == "media"]
+    assert media == [b"".join(frames), b"\x07" * 160]
+    assert socket.sent[-1] == ("close", None)
+    assert stream.bytes_sent == stream.bytes_pushed == 6 * 160
+
+
+async def test_an_idle_sender_sends_keepalives_then_audio_again(stt: DeepgramSTT) -> None:
+    stream = stt.stream()
+    socket = RecordingSocket()
+    sender = asyncio.create_task(stream._send(socket))
+    await asyncio.sleep(0.13)  # keepalive_s=0.05
+    stream.push(b"\x01" * 160)
+    await asyncio.sleep(0.01)
+    stream.close()
+    await asyncio.wait_for(sender, 1)
+    kinds = [kind for kind, _ in socket.sent]
+    assert kinds[:2] == ["keepalive", "keepalive"]
+    assert kinds[-2:] == ["media", "close"]
+
+
+class CapturingWs:
+    client_state = WebSocketState.CONNECTED
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    async def send_text(self, text: str) -> None:
+        self.texts.append(text)
+
+
+async def test_prebuilt_media_and_mark_messages_are_the_documented_json() -> None:
+    ws = CapturingWs()
+    stream = MediaStream(ws, {"event": "start", "streamSid": "MZ\"odd\\sid", "start": {"callSid": "CA1"}})  # type: ignore[arg-type]
+    audio_bytes = os.urandom(320)
+    await stream.send_audio(audio_bytes)
+    await stream.send_mark('a1 "quoted"')
+    await stream.send_clear()
+    media, mark, clear = (json.loads(t) for t in ws.texts)
+    assert media == {"event": "media", "streamSid": "MZ\"odd\\sid",
+                     "media": {"payload": base64.b64encode(audio_bytes).decode()}}
+    assert base64.b64decode(media["media"]["payload"]) == audio_bytes
+    assert mark == {"event": "mark", "streamSid": "MZ\"odd\\sid", "mark": {"name": 'a1 "quoted"'}}
+    assert clear == {"event": "clear", "streamSid": "MZ\"odd\\sid"}
+
+
+def test_table_rms_equals_rms_of_the_decoded_samples() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        frame = rng.integers(0, 256, 160, dtype=np.uint8).tobytes()
+        pcm = audio.decode(frame).astype(np.float64)
+        assert audio.rms(frame) == pytest.approx(float(np.sqrt(np.mean(pcm * pcm))), rel=1e-12)
+    assert audio.rms(b"") == 0.0
+    assert audio.rms(bytes([audio.MULAW_SILENCE]) * 160) == 0.0
+
+
+def test_tone_share_finds_a_beep_with_the_cached_window() -> None:
+    t = np.arange(160) / audio.SAMPLE_RATE
+    beep = audio.encode(8000 * np.sin(2 * np.pi * 1000 * t))
+    peak, share = audio.tone_share(beep)
+    assert peak == 1000.0 and share > 0.9
+    noise = np.random.default_rng(2).normal(0, 3000, 160)
+    assert audio.tone_share(audio.encode(noise))[1] < 0.5
+    assert audio.tone_share(beep[:100])[0] == pytest.approx(1040.0)  # another length, its own window
