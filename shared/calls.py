@@ -174,13 +174,16 @@ class CallService:
             call = Call(owner_id=request.owner_id, direction="outbound", to_number=request.to_number,
                         from_number=self.settings.twilio_from_number, task=request.task,
                         system_prompt=request.system_prompt, opening_line=request.opening_line,
-                        options={**request.options, "contact": request.contact_name}, status="created",
+                        options={**request.options, "contact": request.contact_name}, status="dialing",
                         chat_id=chat_id, card_message_id=card_message_id,
                         scheduled_call_id=scheduled_call_id)
             s.add(call)
             await s.commit()
             await s.refresh(call)
         assert call.id is not None
+        # Published before the REST request: Twilio's own callbacks (initiated, ringing) may beat its answer.
+        if self.bus is not None:
+            await self.bus.publish(CALL_STATUS, CallStatus(call_id=call.id, status="dialing"))
         try:
             sid = await self.telephony.place_call(to=call.to_number, call_id=call.id,
                                                   record=self.settings.recording_enabled,
@@ -194,19 +197,14 @@ class CallService:
                                                              reason=reason))
             raise CallFailed(reason, call) from exc
         # The status callback may already have moved the row on (e.g. to ringing): only fill the sid.
-        call = await self._mark(call.id, twilio_sid=sid, status_if_created="dialing")
-        if self.bus is not None:
-            await self.bus.publish(CALL_STATUS, CallStatus(call_id=call.id or 0, status="dialing"))
-        return call
+        return await self._mark(call.id, twilio_sid=sid)
 
-    async def _mark(self, call_id: int, *, status_if_created: str = "", **values: Any) -> Call:
+    async def _mark(self, call_id: int, **values: Any) -> Call:
         async with self.db.session() as s:
             call = await s.get(Call, call_id)
             assert call is not None
             for key, value in values.items():
                 setattr(call, key, value)
-            if status_if_created and call.status == "created":
-                call.status = status_if_created
             s.add(call)
             await s.commit()
             await s.refresh(call)

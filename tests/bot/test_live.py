@@ -24,8 +24,12 @@ async def place(env: BotEnv, task: str = "ask for the status of claim 4411") -> 
     confirm = await user.wait_for("Ready to call", after=user.chat()[-1].id)
     await user.press(confirm, "📞 Call")
     await user.wait_for(lambda m: m.id == confirm.id and "Call #" in m.text and "Dialing" in m.text)
-    async with env.db.session() as s:
-        call = (await s.exec(select(Call).where(Call.card_message_id == confirm.id))).one()
+    for _ in range(200):  # the card says "Dialing" before Twilio's answer (the call sid) is stored
+        async with env.db.session() as s:
+            call = (await s.exec(select(Call).where(Call.card_message_id == confirm.id))).one()
+        if call.twilio_sid:
+            break
+        await asyncio.sleep(0.025)
     assert call.card_message_id == confirm.id and call.twilio_sid in env.net.calls
     assert call.id is not None
     return call.id, confirm.id
