@@ -10,6 +10,17 @@ either hanging up ends the bridge. Until then the agent keeps the callee's strea
 the agent. The owner's leg status is polled over REST (about once a second, bounded by the ring timeout)
 rather than adding another webhook route: one fetch per second for under a minute is well within
 Twilio's limits, and it works from any call server process.
+
+Turned on mid-call (the live card's button, CallCommand "bridge"): with a person on the line right now
+(not on hold, no menu, no voicemail, and they have spoken), the owner is rung at once, after the agent's
+current sentence: the owner pressed the button because they want that person, and "the next person after
+a hold" may never come. Otherwise (menu, hold, nobody yet) it waits, as when set before dialing, for the
+person who picks up after the hold.
+
+With RECORDING_ENABLED the agent stays on the bridged call as a listener: the callee's leg moves to the
+room with a listen-only fork of both its tracks (shared.twiml.listen_then_conference_twiml), so the
+transcript goes on with the callee's and the owner's words (callserver.bridge_transcript) until the call
+ends. Without recording nobody consented to that, so the agent leaves the call at the join.
 """
 
 from __future__ import annotations
@@ -19,13 +30,18 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from shared.twiml import conference_twiml
+from callserver.bridge_transcript import BridgeTranscript
+from shared.twiml import LISTEN_MODE, conference_twiml, listen_then_conference_twiml
 
 if TYPE_CHECKING:
     from callserver.session import CallSession
+    from callserver.twilio_stream import MediaStream
 
 CONNECTING_LINE = "Thank you! Let me connect you with the person I'm calling for. One moment, please."
 OWNER_ANNOUNCE = "A person is on the line for your call. Connecting you now."
+TURNED_ON_NOTE = ("[The person you call for asked to be connected to a person here. If a person answers, "
+                  "the call system connects them; you say nothing about it until then.]")
+BRIDGED_REASON = "bridged to the owner"
 NO_ANSWER_NOTE = ("[The person you call for did not pick up, so they will not join. Tell the person on the "
                   "line briefly that you will carry on yourself, then continue with the task.]")
 POLL_S = 1.0
@@ -39,23 +55,66 @@ class Bridge:
         self.state = "armed" if self.enabled else "off"
         """off | armed | ringing | joined | no_answer"""
         self._holds_seen = 0
+        self._person_turns = 0
+        """Callee turns that a person said since the last hold, menu or voicemail."""
         self.owner_sid = ""
+        self.transcript = BridgeTranscript(session)
 
     @property
     def room(self) -> str:
         return f"dialer-call-{self.s.info.call_id}"
+
+    @property
+    def joined(self) -> bool:
+        """The callee is with the owner: the agent only listens (no replies, no hold/menu logic)."""
+        return self.state == "joined"
+
+    @staticmethod
+    def is_fork(stream: MediaStream) -> bool:
+        return stream.custom_parameters.get("mode") == LISTEN_MODE or "outbound" in stream.tracks
+
+    def turn_on(self) -> None:
+        """The owner pressed "Ring me when a human answers" during the call."""
+        s = self.s
+        if self.state in ("armed", "ringing", "joined"):
+            return
+        if not s.owner_number:
+            raise ValueError("no callback number in your profile: set it with /profile callback <number>")
+        self.enabled = True
+        if self._person_turns and self._person_now():
+            self.state = "ringing"
+            s._spawn(self._ring_after_reply())
+            return
+        self.state = "armed"
+        self._holds_seen = len(s.hard.holds)
+        s.history.add_note(TURNED_ON_NOTE)
+        s.log.action("bridge", stage="armed", by="owner")
+
+    def _person_now(self) -> bool:
+        hard = self.s.hard
+        return hard.hold is None and not hard.ivr.active and hard.voicemail.state == "idle"
 
     def on_turn(self, text: str) -> bool:
         """A finished callee turn; True when it is the person who picked up after the hold and the owner
         is rung now (the agent says its connecting line instead of an LLM reply)."""
         holds = len(self.s.hard.holds)
         after_hold, self._holds_seen = holds > self._holds_seen, holds
+        if after_hold:
+            self._person_turns = 0
+        if self._person_now():
+            self._person_turns += 1
         if self.state != "armed" or not after_hold or self.s.hard.hold is not None:
             return False
         self.state = "ringing"
         self.s.history.add_user(text)  # the agent knows what the person said if it has to carry on
         self.s._spawn(self._ring())
         return True
+
+    async def _ring_after_reply(self) -> None:
+        reply = self.s._reply
+        if reply is not None and not reply.done():
+            await asyncio.wait({reply})  # the agent's sentence is not cut for the connecting line
+        await self._ring()
 
     async def _ring(self) -> None:
         s = self.s
@@ -93,8 +152,14 @@ class Bridge:
         await s.wait_played()  # the connecting line is heard whole before the callee's leg moves
         s.log.action("bridge", stage="joined", room=self.room)
         s.log.status("transferring", detail=s.owner_number)
-        await s.telephony.update_twiml(s.info.twilio_sid, conference_twiml(self.room, end_on_exit=True))
-        s.end("bridged to the owner")
+        if not s.settings.recording_enabled:
+            await s.telephony.update_twiml(s.info.twilio_sid, conference_twiml(self.room, end_on_exit=True))
+            s.end(BRIDGED_REASON)
+            return
+        # The session lives on until the call ends, as a listener: that is still why it ended.
+        s.ended_reason = s.ended_reason or BRIDGED_REASON
+        await s.telephony.update_twiml(s.info.twilio_sid, listen_then_conference_twiml(
+            s.settings, s.info.call_id, self.room, end_on_exit=True))
 
     async def _carry_on(self) -> None:
         s = self.s

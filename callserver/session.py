@@ -19,6 +19,7 @@ from loguru import logger
 
 from callserver import hard_tools, owner_loop
 from callserver.bridge import Bridge
+from callserver.commands import ChatCommands
 from callserver.hardcalls import HardCalls
 from callserver.history import History, Message, ToolCallRecord
 from callserver.llm.base import TextDelta, ToolCallEvent
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
 FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 MAX_TOOL_ROUNDS = 6
-TRANSFER_LINE = "One moment please, I'm transferring you now."
 
 
 @dataclass
@@ -74,6 +74,8 @@ class CallSession:
         self.playback = Playback()
         self.turns = TurnTaker()
         self.stt = providers.stt()
+        self.extra_stt: list[Any] = []
+        """Further STT streams of this call (the owner's voice on a bridged call): billed too."""
         self.usage = CallUsage(self)
         """Units and cost of this call, the cost limit, do-not-call requests (callserver.usage)."""
         self.providers = self.usage.metered(providers)
@@ -87,7 +89,8 @@ class CallSession:
         self._reply: asyncio.Task[None] | None = None
         self._unplayed: list[tuple[Message, Utterance]] = []
         """Assistant turns whose audio is not fully heard yet (what a barge-in must rewrite)."""
-        self._commands: asyncio.Queue[CallCommand] = asyncio.Queue()
+        self.commands = ChatCommands(self)
+        """The owner's commands from the chat, run in order (callserver.commands)."""
         self._log = logger.bind(call_id=info.call_id)
         self.hard = HardCalls(self)
         """IVR menus, keypad, hold, voicemail, time limits (callserver.hardcalls)."""
@@ -102,7 +105,7 @@ class CallSession:
             self._tg = tg
             stt_task = tg.create_task(self._run_stt())
             self._spawn(self._listen())
-            self._spawn(self._run_commands())
+            self._spawn(self.commands.run())
             self._spawn(self.usage.watch())
             if self.info.greeting:
                 self._start_reply(say=self.info.greeting)
@@ -110,6 +113,7 @@ class CallSession:
             for task in list(self._tasks):
                 task.cancel()
             await self._last_words(stt_task)
+            await self.bridge.transcript.wait_done()
         self._log.info("session over: {}", self.ended_reason)
 
     async def _last_words(self, stt_task: asyncio.Task[None]) -> None:
@@ -150,6 +154,9 @@ class CallSession:
     async def attach(self, stream: MediaStream) -> None:
         """Feed one Twilio stream of this call until it stops (the session lives on)."""
         self.streams += 1
+        if self.bridge.is_fork(stream):
+            await self.bridge.transcript.run(stream)  # listen-only: never a stream to talk into
+            return
         self.playback.attach(stream)
         try:
             async for event in stream.events():
@@ -190,8 +197,9 @@ class CallSession:
                 elif isinstance(decision, EndOfTurn):
                     self.log.line("callee", decision.text)
                     text = decision.text
-                    if self.hard.on_turn(text) or self.owner.on_turn(text) or self.bridge.on_turn(text):
-                        continue  # a recording on hold, a voicemail greeting, a question open: no LLM turn
+                    if (self.bridge.joined or self.hard.on_turn(text) or self.owner.on_turn(text)
+                            or self.bridge.on_turn(text)):
+                        continue  # bridged, a recording on hold, a voicemail greeting, a question: no LLM
                     self.history.add_user(decision.text)
                     self.usage.on_callee_turn(decision.text)
                     self._start_reply(timer=TurnTimer(arrived))
@@ -230,6 +238,8 @@ class CallSession:
                      then: Callable[[], Awaitable[None]] | None = None) -> None:
         if self._reply is not None and not self._reply.done():
             self._reply.cancel()
+        if self.bridge.joined:
+            return  # the callee is with the owner: the agent has no voice on the call any more
         self._reply = self._spawn(self._run_reply(timer, say, then))
 
     async def _run_reply(self, timer: TurnTimer | None, say: str | None,
@@ -361,43 +371,7 @@ class CallSession:
 
     # --- control from the chat -------------------------------------------------------------------
     def handle_command(self, cmd: CallCommand) -> None:
-        self._commands.put_nowait(cmd)
-
-    async def _run_commands(self) -> None:
-        while True:
-            cmd = await self._commands.get()
-            try:
-                await self._command(cmd)
-            except Exception as exc:  # a failed command is reported, the call goes on
-                self._log.warning("command {} failed: {!r}", cmd.kind, exc)
-                self.log.action("command_failed", command=cmd.kind, error=str(exc))
-
-    async def _command(self, cmd: CallCommand) -> None:
-        if cmd.kind == "hangup":
-            self.log.action("hangup", by="owner")
-            await self.hang_up("hung up by the owner")
-        elif cmd.kind == "transfer":
-            number = cmd.number or self.owner_number
-            if not number:
-                raise ValueError("no number to transfer to")
-            await self._interrupt_if_speaking()
-            self.log.action("transfer", number=number, by="owner")
-            self._start_reply(say=TRANSFER_LINE)
-            # The owner asked: the callee talking over the announcement cuts the line, not the transfer.
-            if self._reply is not None:
-                await asyncio.wait({self._reply})
-            await self.transfer(number)
-        elif cmd.kind == "say":
-            await self._interrupt_if_speaking()
-            self.log.action("say", text=cmd.text)
-            self._start_reply(say=cmd.text)
-        elif self.owner.on_command(cmd):
-            return  # the answer to an open ask_owner, or a hint tied to a line (never spoken)
-        else:  # instruct, or a late answer: a note from the person the agent calls for
-            self.history.add_note(cmd.text)
-            self.log.action(cmd.kind, text=cmd.text)
-            if not self._agent_speaking() and not self.turns.pending_text and self.hard.hold is None:
-                self._start_reply(timer=None)
+        self.commands.put(cmd)
 
     async def _interrupt_if_speaking(self) -> None:
         if self._agent_speaking():

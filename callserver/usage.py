@@ -112,10 +112,13 @@ class CallUsage:
     def snapshot(self, twilio_seconds: float | None = None) -> Units:
         """The units so far; call time from our clock unless Twilio's figure is given."""
         units = Units(twilio_seconds=self.call_seconds() if twilio_seconds is None else twilio_seconds,
-                      stt_seconds=getattr(self.s.stt, "bytes_sent", 0) / BYTES_PER_S,
+                      stt_seconds=sum(getattr(x, "bytes_sent", 0) for x in self._stt_streams()) / BYTES_PER_S,
                       llm_tokens={p: dict(t) for p, t in self.units.llm_tokens.items()},
                       tts_characters=dict(self.units.tts_characters))
         return units
+
+    def _stt_streams(self) -> list[Any]:
+        return [self.s.stt, *getattr(self.s, "extra_stt", [])]  # the owner's voice on a bridged call too
 
     def cost(self, twilio_seconds: float | None = None) -> dict[str, Any]:
         return breakdown(self.snapshot(twilio_seconds), self.settings)

@@ -62,7 +62,8 @@ class CallCommand(BaseModel):
     """From the chat to the call server holding the call."""
 
     call_id: int
-    kind: Literal["hangup", "transfer", "say", "instruct", "hint", "answer"]
+    kind: Literal["hangup", "transfer", "say", "instruct", "hint", "answer", "bridge"]
+    """bridge: "ring me when a human answers", turned on for a call in progress."""
     text: str = ""
     number: str = ""
     ref: str = ""

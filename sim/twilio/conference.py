@@ -2,7 +2,10 @@
 mixes the participants' audio (twilio.com/docs/voice/twiml/conference).
 
 Each leg's callee audio (what that phone's person says) is played to every other leg, frame by frame on
-the network clock, so a person on one leg hears the person on the other as on a real bridge. A room is
+the network clock, so a person on one leg hears the person on the other as on a real bridge. Each leg ticks
+on its own task, so a leg may play its next frame just before the other leg hands it over: like a real
+bridge's jitter buffer, a frame of silence is added while nobody speaks whenever a leg's queue ran dry, so
+that one tick of jitter never cuts a gap into a word. A room is
 created by its first participant and ends when the last leaves; `endConferenceOnExit` on a participant
 ends it (every other leg's `<Dial>` returns) when that participant leaves.
 """
@@ -12,6 +15,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from sim.audio import FRAME_BYTES, MULAW_SILENCE
+
+CUSHION = bytes([MULAW_SILENCE]) * FRAME_BYTES
 
 if TYPE_CHECKING:
     from sim.twilio.line import Line
@@ -35,6 +42,8 @@ class _Tap:
     def on_inbound(self, frame: FrameOut) -> None:
         for other in self.room.participants:
             if other is not self.me and not other.line.stopped:
+                if not frame.speech and other.line.playout.empty():
+                    other.line.play_to_callee(CUSHION)
                 other.line.play_to_callee(frame.audio)
 
 
