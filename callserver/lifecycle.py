@@ -117,6 +117,10 @@ def _rank(values: list[float], q: float) -> float:
     return values[max(0, math.ceil(q * len(values)) - 1)]
 
 
+HANDED_OVER = ("transferred to", "bridged to")
+"""Session end reasons that mean the call went on without the agent."""
+
+
 async def finish_call(services: Services, call_id: int, *, log: CallLog | None = None,
                       info: CallInfo | None = None, reason: str = "", status: str = "",
                       usage: CallUsage | None = None) -> None:
@@ -133,10 +137,15 @@ async def finish_call(services: Services, call_id: int, *, log: CallLog | None =
         # Steps the call itself left open (an ask_owner nobody answered): never left to the summary's luck.
         open_steps = [str(e.payload.get("text", "")) for e in (await s.exec(select(CallEvent).where(
             CallEvent.call_id == call_id, CallEvent.type == "next_step").order_by(CallEvent.id))).all()]
-    if status or call.status in FINAL_STATUSES:
+    handed_over = call.status in ("transferring", "transferred") or reason.startswith(HANDED_OVER)
+    if handed_over and not status:
+        # The agent handed the call over (transfer, bridge): that is its end for us, even when Twilio's
+        # "completed" for the bridged call arrived before this ran.
+        final = "transferred"
+    elif status or call.status in FINAL_STATUSES:
         final = status or call.status
-    else:  # the session ended first; a transferred call goes on, bridged, without the agent
-        final = "transferred" if call.status in ("transferring", "transferred") else "completed"
+    else:
+        final = "completed"
     facts = list(call.facts)
     outcome, summary, next_steps = NO_CONNECT_OUTCOME.get(final, ""), "", []
     if not outcome and call.answered_by.startswith("machine") and not lines:
@@ -167,7 +176,7 @@ async def finish_call(services: Services, call_id: int, *, log: CallLog | None =
         if call is None:
             return
         now = utcnow()
-        if status_advances(call.status, final):
+        if status_advances(call.status, final) or final == "transferred":
             call.status = final
         call.ended_at = _aware(call.ended_at) or now
         answered = _aware(call.answered_at)
