@@ -87,7 +87,7 @@ class Bridge:
             return
         self.state = "armed"
         self._holds_seen = len(s.hard.holds)
-        s.history.add_note(TURNED_ON_NOTE)
+        s.history.add_note(TURNED_ON_NOTE, source="system")
         s.log.action("bridge", stage="armed", by="owner")
 
     def _person_now(self) -> bool:
@@ -167,7 +167,7 @@ class Bridge:
         if self.owner_sid:
             await s.telephony.hangup(self.owner_sid)  # stop a phone still ringing past our patience
         s.log.action("bridge", stage="no_answer", number=s.owner_number)
-        s.history.add_note(NO_ANSWER_NOTE)
+        s.history.add_note(NO_ANSWER_NOTE, source="system")
         if s._reply is not None and not s._reply.done():
             await asyncio.wait({s._reply})
         s._start_reply(timer=None)

@@ -66,7 +66,8 @@ class HardCalls:
         if due == "warn":
             left = self.call_limit.left_s(self.clock_ms)
             self.s.log.action("limit_warning", limit="call", seconds_left=left)
-            self.s.history.add_note(f"[About {left} seconds are left on this call: wrap up now.]")
+            self.s.history.add_note(f"[About {left} seconds are left on this call: wrap up now.]",
+                                    source="system")
         elif due == "end":
             self.s.log.action("limit_reached", limit="call")
             self._soon(lambda: self._time_up("max call time reached"))
@@ -114,7 +115,7 @@ class HardCalls:
             return True
         if self.ivr.on_turn(text):
             if self.ivr.menus_heard == 1:
-                self.s.history.add_note(MENU_NOTE)
+                self.s.history.add_note(MENU_NOTE, source="system")
             return False
         if is_hold_phrase(text) and not human:
             self.enter_hold(f"heard: {text}", by="announcement")
@@ -125,7 +126,7 @@ class HardCalls:
 
     def on_dtmf(self, digit: str) -> None:
         self.s.log.action("dtmf_received", digit=digit)
-        self.s.history.add_note(f"[The other side pressed the key {digit} on their keypad.]")
+        self.s.history.add_note(f"[The other side pressed the key {digit} on their keypad.]", source="system")
 
     # --- hold -------------------------------------------------------------------------------------
     def enter_hold(self, reason: str, by: str) -> None:
@@ -135,7 +136,7 @@ class HardCalls:
         self.hold = Hold(self.clock_ms, since.isoformat(timespec="seconds"), reason, self.recordings)
         self.hold_limit.warned = self.hold_limit.reached = False
         self.ivr.active = True  # announcements are heard whole, so a repeat is recognised as one
-        self.s.history.add_note(HOLD_NOTE)
+        self.s.history.add_note(HOLD_NOTE, source="system")
         self.s.log.action("on_hold", since=self.hold.since_wall, reason=reason, by=by)
 
     def leave_hold(self, by: str) -> None:
@@ -146,7 +147,7 @@ class HardCalls:
         self.ivr.person_spoke()
         held_ms = self.clock_ms - hold.since_ms
         self.holds.append((hold.since_ms, self.clock_ms))
-        self.s.history.add_note(held_note(held_ms / 60_000, hold.recordings_heard))
+        self.s.history.add_note(held_note(held_ms / 60_000, hold.recordings_heard), source="system")
         self.s.log.action("off_hold", by=by, held_s=round(held_ms / 1000),
                           recordings_skipped=hold.recordings_heard)
 

@@ -14,6 +14,7 @@ INTERRUPTED = " [interrupted by the callee]"
 NOTHING_HEARD = "[interrupted by the callee before anything was heard]"
 CALL_CONNECTED = "[The call is connected.]"
 NOTE_PREFIX = "Note from the person you are calling for (follow it): "
+STATUS_PREFIX = "Call status (from the system, not said by anyone on the line): "
 
 Role = Literal["user", "assistant", "tool", "note"]
 
@@ -34,6 +35,12 @@ class Message:
     """role "tool": the call this result answers."""
     is_error: bool = False
     interrupted: bool = False
+    source: Literal["owner", "system"] = "owner"
+    """role "note": from the person the agent calls for, or the call server's own observation."""
+
+    @property
+    def note_text(self) -> str:
+        return (NOTE_PREFIX if self.source == "owner" else STATUS_PREFIX) + self.text
 
 
 @dataclass
@@ -50,8 +57,8 @@ class History:
     def add_tool_result(self, call_id: str, content: str, *, is_error: bool = False) -> Message:
         return self._add(Message("tool", content, tool_call_id=call_id, is_error=is_error))
 
-    def add_note(self, text: str) -> Message:
-        return self._add(Message("note", text))
+    def add_note(self, text: str, *, source: Literal["owner", "system"] = "owner") -> Message:
+        return self._add(Message("note", text, source=source))
 
     def _add(self, message: Message) -> Message:
         self.messages.append(message)
@@ -76,7 +83,7 @@ class History:
             if m.role == "user":
                 out.append({"role": "user", "content": m.text})
             elif m.role == "note":
-                out.append({"role": "system", "content": NOTE_PREFIX + m.text})
+                out.append({"role": "system", "content": m.note_text})
             elif m.role == "tool":
                 out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.text})
             else:
@@ -104,7 +111,7 @@ class History:
             if m.role == "user":
                 add("user", {"type": "text", "text": m.text})
             elif m.role == "note":
-                add("user", {"type": "text", "text": NOTE_PREFIX + m.text})
+                add("user", {"type": "text", "text": m.note_text})
             elif m.role == "tool":
                 add("user", {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.text,
                              "is_error": m.is_error})

@@ -161,7 +161,7 @@ class CallUsage:
         elif not self.warned and total >= limit * self.settings.limit_wrap_up_share:
             self.warned = True
             self.s.log.action("limit_warning", limit="cost", total=round(total, 6), max=limit)
-            self.s.history.add_note(WRAP_UP_NOTE)
+            self.s.history.add_note(WRAP_UP_NOTE, source="system")
 
     def _reserve(self, total: float, limit: float) -> float:
         """What the goodbye will still cost: the burn rate over RESERVE_S of call time, at most 10% of
@@ -193,7 +193,7 @@ class CallUsage:
         self.opted_out = True
         info = self.s.info
         number = info.to_number if info.direction == "outbound" else info.from_number
-        self.s.history.add_note(dnc.ACK_NOTE)
+        self.s.history.add_note(dnc.ACK_NOTE, source="system")
         self.s.log.action("do_not_call", number=number)
         task = asyncio.get_running_loop().create_task(self._add_to_list(number, text))
         self._db_writes.add(task)

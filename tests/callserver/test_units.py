@@ -86,3 +86,15 @@ def test_interrupting_one_of_two_identical_turns_rewrites_that_one() -> None:
     assert first.text == "Could you repeat that?" and not first.interrupted
     assert second.interrupted and second.text.startswith("Could you")
     assert history.messages.index(second) == 3
+
+
+def test_notes_say_who_they_come_from() -> None:
+    from callserver.history import NOTE_PREFIX, STATUS_PREFIX, History
+
+    history = History("system")
+    history.add_note("Ask for the fax number too.")
+    history.add_note("[You are on hold.]", source="system")
+    openai = [m["content"] for m in history.to_openai()[1:]]
+    assert openai == [NOTE_PREFIX + "Ask for the fax number too.", STATUS_PREFIX + "[You are on hold.]"]
+    anthropic = str(history.to_anthropic())
+    assert STATUS_PREFIX + "[You are on hold.]" in anthropic and NOTE_PREFIX + "Ask for the fax" in anthropic
