@@ -2,7 +2,8 @@
 
 ``audioop`` is gone from Python 3.13, so the codec is two lookup tables (ITU-T G.711: bias 0x84, clip 32635).
 Every function here is a handful of vectorised numpy operations on at most a few hundred samples: cheap
-enough to run on the event loop for every 20 ms frame.
+enough to run on the event loop for every 20 ms frame. sim/audio.py has its own copy of the same tables on
+purpose: the emulators stand for the outside world and import nothing of the product, and the reverse.
 """
 
 from __future__ import annotations
