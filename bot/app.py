@@ -12,7 +12,19 @@ from typing import Any
 
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
-from bot import access, basics, call_flow, contacts, dnc, hints, history, profile, schedule_handlers, steering
+from bot import (
+    access,
+    basics,
+    call_flow,
+    contacts,
+    dnc,
+    hints,
+    history,
+    profile,
+    ring_me,
+    schedule_handlers,
+    steering,
+)
 from bot.deps import KEY, BotDeps, Hangup
 from bot.live import LiveCalls
 from bot.runner import BotRunner
@@ -22,7 +34,7 @@ from shared.config import Settings
 from shared.db import Database
 
 HANDLER_MODULES: list[ModuleType] = [access, basics, call_flow, schedule_handlers, steering, history,
-                                     contacts, profile, dnc, hints]
+                                     contacts, profile, dnc, hints, ring_me]
 LAST_MODULES: list[ModuleType] = [steering, basics]
 
 

@@ -49,12 +49,16 @@ def split_target(text: str) -> tuple[str, str]:
 BRIDGE_FLAG = re.compile(r"(?:^|\s)--bridge\b")
 
 
-def confirm_markup(token: str) -> InlineKeyboardMarkup:
+RING_ME = "📲 Ring me when a human answers"
+RING_ME_ON = "✅ Ring me when a human answers"
+
+
+def confirm_markup(token: str, bridge: bool = False) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup([[
         InlineKeyboardButton("📞 Call", callback_data=f"go:{token}"),
         InlineKeyboardButton("✏️ Edit", callback_data=f"edit:{token}"),
         InlineKeyboardButton("✖️ Cancel", callback_data=f"cancel:{token}"),
-    ]])
+    ], [InlineKeyboardButton(RING_ME_ON if bridge else RING_ME, callback_data=f"ringdraft:{token}")]])
 
 
 def confirm_text(request: CallRequest) -> str:
@@ -147,7 +151,7 @@ async def offer(update: Update, context: ContextTypes.DEFAULT_TYPE, request: Cal
     token = secrets.token_hex(4)
     context.chat_data.setdefault(DRAFTS, {})[token] = request
     await context.bot.send_message(update.effective_chat.id, confirm_text(request),
-                                   reply_markup=confirm_markup(token))
+                                   reply_markup=confirm_markup(token, bool(request.options.get("bridge"))))
 
 
 async def dial(context: ContextTypes.DEFAULT_TYPE, request: CallRequest, card: Message) -> None:
@@ -211,6 +215,8 @@ async def edited_task(update: Update, context: ContextTypes.DEFAULT_TYPE, text: 
         await update.effective_message.reply_text(f"I can't use that task: {exc}. Press Edit to try again.")
         return
     request = dataclasses.replace(request, contact_name=old.contact_name)
+    if old.options.get("bridge"):  # "ring me when a human answers" survives an edit of the task
+        request = dataclasses.replace(request, options={**request.options, "bridge": True})
     await offer(update, context, request)
 
 

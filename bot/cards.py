@@ -29,6 +29,7 @@ STATUS_TEXT = {
     "ringing": "🔔 Ringing…", "in-progress": "🟢 In progress", "on-hold": "⏸ On hold",
     "transferring": "↪️ Transferring…", "transferred": "↪️ Transferred",
 }
+RING_ME = "📲 Ring me when a human answers"
 # Preferred latency figure for the summary line: end of the callee's speech -> first agent audio out.
 LATENCY_KEYS = ("first_audio_ms", "speech_end_to_first_audio", "first_audio", "total_ms")
 
@@ -57,6 +58,8 @@ class CallCard:
     """Running cost of the call (USD), from the call server's "cost" actions."""
     v2v_ms: float | None = None
     """Median voice-to-voice latency so far (end of callee speech -> first agent audio), measured."""
+    bridge: str = ""
+    """Hold for me: "" (off), requested, armed, ringing, joined, transcribing or no_answer."""
     shown: Any = field(default=None, repr=False)
     """What the chat shows now (text, buttons), so unchanged edits are skipped."""
 
@@ -100,6 +103,8 @@ class CallCard:
             [InlineKeyboardButton("☎️ Hang up", callback_data=f"hang:{self.call_id}"),
              InlineKeyboardButton("↪️ Transfer to me", callback_data=f"xfer:{self.call_id}")],
             [InlineKeyboardButton("💬 Say…", callback_data=f"say:{self.call_id}")],
+            *([[InlineKeyboardButton(RING_ME, callback_data=f"ringme:{self.call_id}")]]
+              if self.bridge in ("", "no_answer") else []),
         ])
 
 
@@ -181,8 +186,10 @@ def bridge_line(detail: dict[str, Any]) -> str | None:
         return "🔗 You are connected: the agent has stepped out"
     if stage == "no_answer":
         return "📵 You did not pick up: the agent carries on itself"
-    if stage == "armed":
-        return None
+    if stage == "armed":  # set before dialing, the confirmation card already said so
+        return "📲 I'll ring you when a human answers" if detail.get("by") == "owner" else None
+    if stage == "transcribing":
+        return "📝 Recording is on: the transcript goes on while you talk"
     return f"⚙️ bridge: {stage}"
 
 

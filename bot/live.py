@@ -149,6 +149,9 @@ class LiveCalls:
                 box.card(card)
                 self.post(card.chat_id, picked_up_text(call_id, card.callee, event.detail.get("held_s", 0)),
                           call_id)
+            if event.kind == "bridge" and not card.ended:
+                card.bridge = str(event.detail.get("stage", ""))
+                box.card(card)
             if event.kind == "ask_owner" and "id" in event.detail and not card.ended:
                 self.questions.post(box, call_id, event.detail)
             elif event.kind in ("owner_answer", "owner_timeout"):
@@ -205,7 +208,8 @@ class LiveCalls:
             return None
         card = CallCard(call_id=call_id, chat_id=chat_id, callee=callee_name(call), task=call.task,
                         direction=call.direction, twilio_sid=call.twilio_sid or "",
-                        message_id=call.card_message_id, status=call.status)
+                        message_id=call.card_message_id, status=call.status,
+                        bridge="armed" if (call.options or {}).get("bridge") else "")
         if call.answered_at is not None:
             card.answered_at = time.monotonic()
         self.cards[call_id] = card

@@ -76,7 +76,7 @@ async def test_missing_parts_are_asked_for(bot_env: BotEnv) -> None:
     await user.wait_for("What should the agent do")
     await user.send("Ask whether the pharmacy is open on Sunday")
     confirm = await user.wait_for("Ready to call")
-    assert confirm.labels == ["📞 Call", "✏️ Edit", "✖️ Cancel"]
+    assert confirm.labels == ["📞 Call", "✏️ Edit", "✖️ Cancel", "📲 Ring me when a human answers"]
     assert "Ask whether the pharmacy is open on Sunday" in confirm.text
 
 

@@ -64,7 +64,7 @@ async def test_card_transcript_steering_and_summary(bot_env: BotEnv) -> None:
         await publish(env, events.CALL_STATUS, events.CallStatus(call_id=call_id, status="in-progress",
                                                                  answered_by="human"))
         card = await user.wait_for(lambda m: m.id == card_id and "answered by a person" in m.text)
-        assert card.labels == ["☎️ Hang up", "↪️ Transfer to me", "💬 Say…"]
+        assert card.labels == ["☎️ Hang up", "↪️ Transfer to me", "💬 Say…", "📲 Ring me when a human answers"]
         script = [("agent", "Hi, this is Alex calling for Ann Lee."), ("callee", "Sure, what's the claim?"),
                   ("agent", "It's claim 4411 for"), ("callee", "Hold on please.")]
         for seq, (speaker, text) in enumerate(script):
