@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from callserver.session import CallInfo
     from callserver.twilio_stream import MediaStream
 
+HANDOVER_GRACE_S = 5.0
+"""How long a call server waits for the one holding an answered call to end it itself."""
+
 
 class Session(Protocol):
     """What the registry needs of callserver.session.CallSession."""
@@ -200,6 +203,22 @@ class Registry:
         live.session.on_call_status(status, answered_by)
         return True
 
+    async def forward_status(self, call_id: int, status: str, answered_by: str = "") -> None:
+        """A callback for a call this process does not hold: the one that holds it (if any) applies it."""
+        await self.services.bus.publish(events.CALL_COMMAND, events.CallCommand(
+            call_id=call_id, kind="status", text=status, ref=answered_by))
+
+    async def finish_unless_held_elsewhere(self, call: Call, status: str) -> None:
+        """End a call no session here holds. An answered call may be live on another call server, which
+        ends it itself: give that one a moment, and only step in if the call is still not over."""
+        if call.answered_at is not None:
+            await asyncio.sleep(HANDOVER_GRACE_S)
+            async with self.services.db.session() as s:
+                row = await s.get(Call, call.id)
+            if row is None or row.ended_at is not None:
+                return
+        await lifecycle.finish_call(self.services, call.id or 0, status=status, reason=status)
+
     async def _route_commands(self) -> None:
         async with self.services.bus.subscribe(events.CALL_COMMAND) as sub:
             self._subscribed.set()
@@ -207,6 +226,10 @@ class Registry:
                 if not isinstance(event, events.CallCommand):
                     continue
                 live = self.calls.get(event.call_id)
+                if event.kind == "status":
+                    if live is not None:
+                        live.session.on_call_status(event.text, event.ref)
+                    continue
                 if live is None:
                     if event.kind == "hangup":
                         # Hang-up works from any process through REST, session or not.

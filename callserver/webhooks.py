@@ -138,10 +138,12 @@ async def status_callback(request: Request) -> Response:
     if changed is None:
         return Response(status_code=204)
     held = registry.on_call_status(call_id, status)
+    if not held:
+        await registry.forward_status(call_id, status)
     if status in lifecycle.FINAL_STATUSES and not held and call_id not in registry.finished:
-        # No session here: the call never connected (or this process never held it).
+        # No session here: the call never connected, or another call server holds it and ends it.
         registry.finished.add(call_id)
-        registry.spawn(lifecycle.finish_call(services, call_id, status=status, reason=status))
+        registry.spawn(registry.finish_unless_held_elsewhere(changed, status))
     return Response(status_code=204)
 
 
@@ -160,5 +162,7 @@ async def amd_callback(request: Request) -> Response:
     changed = await lifecycle.apply_status(services, call_id, "", answered_by=answered_by,
                                            detail="answering machine detection")
     if changed is not None:
-        _registry(request).on_call_status(call_id, changed.status, answered_by)
+        registry = _registry(request)
+        if not registry.on_call_status(call_id, changed.status, answered_by):
+            await registry.forward_status(call_id, changed.status, answered_by)
     return Response(status_code=204)

@@ -62,7 +62,9 @@ class CallCommand(BaseModel):
     """From the chat to the call server holding the call."""
 
     call_id: int
-    kind: Literal["hangup", "transfer", "say", "instruct", "hint", "answer", "bridge"]
+    kind: Literal["hangup", "transfer", "say", "instruct", "hint", "answer", "bridge", "status"]
+    """"status" is internal: a Twilio callback (text=status, ref=answered_by) that reached a call server
+    other than the one holding the call's media stream."""
     """bridge: "ring me when a human answers", turned on for a call in progress."""
     text: str = ""
     number: str = ""
