@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from callserver.session import CallSession
 
 TRANSFER_LINE = "One moment please, I'm transferring you now."
+VOICELESS = frozenset({"transfer", "say", "instruct"})
+"""What the agent cannot do once the call is bridged to the owner: it has no voice on the call."""
 
 
 class ChatCommands:
@@ -41,6 +43,8 @@ class ChatCommands:
 
     async def _command(self, cmd: CallCommand) -> None:
         s = self.s
+        if s.bridge.joined and cmd.kind in VOICELESS:
+            raise ValueError("you are connected to the call yourself: the agent has stepped out")
         if cmd.kind == "hangup":
             s.log.action("hangup", by="owner")
             await s.hang_up("hung up by the owner")

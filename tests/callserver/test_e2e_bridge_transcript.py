@@ -39,6 +39,11 @@ def owner_on_phone() -> Scenario:
                               say("Thanks, I have it. Goodbye."), pause(800), hangup()], ring_ms=1500)
 
 
+def ended(stack: Any, call_id: int) -> str:
+    """The status the call ended with (CallEnded: the row may later take Twilio's own 'completed')."""
+    return str(stack.of(call_id, events.CALL_ENDED)[0].status)
+
+
 async def stored_lines(stack: Any, call_id: int) -> list[tuple[str, str]]:
     from sqlmodel import select
 
@@ -54,10 +59,17 @@ async def test_recorded_bridge_keeps_transcribing_callee_and_owner(call_stack: A
         stack.network.attach(PAYER, scenario)
         stack.network.attach(OWNER_NUMBER, owner_on_phone())
         call_id = await stack.place_call(PAYER, TASK, bridge=True)
+        stages = lambda: [a["stage"] for a in actions(stack, call_id, "bridge")]  # noqa: E731
+        await stack.wait_for(lambda: "transcribing" in stages(), timeout_s=40)
+        # The owner is on the call: "say" from the chat is refused (the agent has no voice any more).
+        await stack.bus.publish(events.CALL_COMMAND, events.CallCommand(call_id=call_id, kind="say",
+                                                                        text="Please hold the line."))
         call = await stack.wait_end(call_id, timeout_s=60)
         phone = stack.phone_call(call_id)
         lines = [(e.speaker, e.text) for e in stack.of(call_id, events.CALL_TRANSCRIPT)]
         stored = await stored_lines(stack, call_id)
+    assert [a["command"] for a in actions(stack, call_id, "command_failed")] == ["say"]
+    assert "please hold the line" not in phone.log.heard_text().lower()
     stages = [a["stage"] for a in actions(stack, call_id, "bridge")]
     assert stages[:3] == ["ringing", "joined", "transcribing"]
     joined_at = next(i for i, (who, text) in enumerate(lines) if who == "agent" and "connect you" in text)
@@ -77,7 +89,7 @@ async def test_recorded_bridge_keeps_transcribing_callee_and_owner(call_stack: A
     assert forks[0]["media_in"] == 0 and forks[0]["end_reason"] == "call ended"
     assert not [e for e in phone.log.errors if e[1] == 31924]
     # The call ends when the owner hangs up (endConferenceOnExit), with the usual end-of-call work.
-    assert call.status == "completed" and "bridged" in call.end_reason
+    assert ended(stack, call_id) == "transferred" and "bridged" in call.end_reason  # handed over
     assert call.outcome and call.ended_at is not None and call.duration_s
 
 
@@ -93,4 +105,4 @@ async def test_without_recording_the_agent_leaves_at_the_join(call_stack: Any) -
     # Nobody consented to a recording: no fork, no owner words, the session ended at the join.
     assert not [r for r in phone.log.streams if r.get("unidirectional")]
     assert not [t for who, t in lines if who == "owner"]
-    assert call.status == "transferred"
+    assert ended(stack, call_id) == "transferred" and "bridged" in call.end_reason
