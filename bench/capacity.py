@@ -100,4 +100,7 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--turns", type=int, default=3)
     args = parser.parse_args()
-    asyncio.run(main(args.calls, args.turns))
+    from dialer.runtime import loop_factory
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(main(args.calls, args.turns))

@@ -33,6 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+import providers_proc  # noqa: E402
 import turn_trace as trace  # noqa: E402
 from sqlmodel import select  # noqa: E402
 
@@ -46,8 +47,18 @@ from sim.codec import word_ms  # noqa: E402
 from sim.scenarios import Scenario  # noqa: E402
 from sim.scenarios.steps import hangup, interrupt_after, pause, say, wait_for_agent  # noqa: E402
 
-ENDPOINTING_MS, LLM_TTFT_MS, TTS_TTFB_MS = 300, 250, 150
+ENDPOINTING_MS, LLM_TTFT_MS, TTS_TTFB_MS = 300, providers_proc.LLM_TTFT_MS, providers_proc.TTS_TTFB_MS
 FLOOR_MS = ENDPOINTING_MS + LLM_TTFT_MS + TTS_TTFB_MS
+INSIDE = {  # to_llm and to_tts split at timestamps taken inside the call server (bench/server_probes.py)
+    "to_llm: Deepgram emulator -> SDK parsed speech_final": ("dg_final", "stt_final"),
+    "to_llm: session (turn-taking, history) -> LLM call": ("stt_final", "llm_call"),
+    "to_llm: OpenAI SDK builds the request": ("llm_call", "llm_wire"),
+    "to_llm: HTTP to the emulator, its parsing": ("llm_wire", "llm_request"),
+    "to_tts: emulator first token -> SDK yields it": ("llm_first", "llm_token"),
+    "to_tts: first token -> TTS call (phrase cut)": ("llm_token", "tts_call"),
+    "to_tts: ElevenLabs SDK builds the request": ("tts_call", "tts_wire"),
+    "to_tts: HTTP to the emulator, its parsing": ("tts_wire", "tts_request"),
+}
 SERVER_FIGURES = ("llm_first_token_ms", "first_phrase_ms", "tts_first_byte_ms", "first_audio_ms")
 
 
@@ -85,18 +96,16 @@ def interrupter(caller: int, turns: int) -> Scenario:
 @contextlib.asynccontextmanager
 async def rig(scenario: Callable[[int], Scenario], *, extra_env: dict[str, str] | None = None
               ) -> AsyncIterator[Rig]:
-    """Emulators here, the call server in a child process; yields a Rig that places calls.
-
-    Caller k (0-based) dials ``number(k)`` and behaves as ``scenario(k)``."""
-    stack = EmulatorStack(speed=1.0, brain=trace.tagged_brain(), llm_ttft_s=LLM_TTFT_MS / 1000,
-                          llm_tokens_per_s=2000, with_telegram=False)
-    stack.elevenlabs.ttfb_s = TTS_TTFB_MS / 1000
+    """The phone network here, the provider emulators and the call server in child processes (see
+    providers_proc); yields a Rig that places calls. Caller k (0-based) dials ``number(k)`` and behaves
+    as ``scenario(k)``."""
+    stack = providers_proc.make_stack()  # only its phone network is used here
     tracer = trace.Trace()
-    tracer.install()
     with tempfile.TemporaryDirectory(prefix="dialer-bench-") as tmp:
-        async with stack.running():
+        trace_file = Path(tmp) / "trace.json"
+        async with stack.running(), providers_proc.providers(trace_file, tracer) as provider_env:
             port = free_port()
-            env = {**os.environ, **stack.env(), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            env = {**os.environ, **stack.env(), **provider_env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
                    "PORT": str(port), "DATABASE_URL": f"sqlite:///{tmp}/bench.db", "LOG_LEVEL": "WARNING",
                    "LLM_PROVIDER": "openai", "TTS_PROVIDER": "elevenlabs",
                    "DEEPGRAM_ENDPOINTING_MS": str(ENDPOINTING_MS), "MAX_CONCURRENT_CALLS": "500",
@@ -116,7 +125,6 @@ async def rig(scenario: Callable[[int], Scenario], *, extra_env: dict[str, str] 
                 await rig_.stop()
                 await rig_.telephony.close()
                 await db.close()
-                tracer.uninstall()
 
 
 class Rig:
@@ -205,18 +213,28 @@ async def measure_latency(calls: int, turns: int) -> dict[str, Any]:
     gaps: list[float] = []
     stages: dict[str, list[float]] = {name: [] for name in trace.STAGES}
     figures: dict[str, list[float]] = {name: [] for name in SERVER_FIGURES}
+    points = {name: {(int(c), int(q)): t for c, q, t in values}
+              for name, values in r.server_stats.get("points", {}).items()}
+    inside: dict[str, list[float]] = {name: [] for name in INSIDE}
     for k, call in enumerate(done):
         for i, (start, end) in enumerate(call.log.response_gaps):
             gaps.append(end - start)
-            split = r.trace.stages((k, i + 1), r.mono(start), r.mono(end))
+            key = (k, i + 1)
+            split = r.trace.stages(key, r.mono(start), r.mono(end))
             for name, value in (split or {}).items():
                 stages[name].append(value)
+            marks = {**{n: v.get(key) for n, v in points.items()},
+                     "dg_final": r.trace.dg_final.get(key), "llm_request": r.trace.llm_request.get(key),
+                     "llm_first": r.trace.llm_first.get(key), "tts_request": r.trace.tts_request.get(key)}
+            for name, (a, b) in INSIDE.items():
+                if marks.get(a) is not None and marks.get(b) is not None:
+                    inside[name].append((marks[b] - marks[a]) * 1000)  # type: ignore[operator]
         for turn in server.get(r.call_ids[k], []):
             for name in SERVER_FIGURES:
                 if name in turn:
                     figures[name].append(turn[name])
     return {"gaps": gaps, "overhead": [g - FLOOR_MS for g in gaps], "server": r.server_stats,
-            "stages": stages, "figures": figures}
+            "stages": stages, "figures": figures, "inside": inside}
 
 
 async def measure_barge_in(calls: int, turns: int) -> dict[str, Any]:
@@ -252,6 +270,9 @@ async def main(calls_list: list[int], turns: int) -> None:
             floor = trace.FLOORS.get(name, 0.0)
             print("    " + report(f"{name:<12}" + (f" - {floor:.0f}" if floor else "      "),
                                   [v - floor for v in values]))
+        print("  to_llm and to_tts split inside the call server:")
+        for name, values in lat["inside"].items():
+            print("    " + report(f"{name:<52}", values))
         print("  the call server's own figures (from speech_final arrival):")
         for name, values in lat["figures"].items():
             print("    " + report(f"{name:<19}", values))
@@ -265,6 +286,7 @@ async def main(calls_list: list[int], turns: int) -> None:
 # --- child mode: the call server with probes ------------------------------------------------------
 
 async def serve_with_probes() -> None:
+    import server_probes
     import uvicorn
 
     from callserver.app import create_app
@@ -273,6 +295,7 @@ async def serve_with_probes() -> None:
 
     settings = load_settings()
     setup_logging(settings.log_level, settings.secrets())
+    points = server_probes.install()
     lag: list[float] = []
     rss: list[tuple[int, float]] = []
     async with storage(settings) as (db, bus):
@@ -301,7 +324,7 @@ async def serve_with_probes() -> None:
         task = asyncio.create_task(probe())
         await server.serve()
         task.cancel()
-    stats = json.dumps({"loop_lag_ms": lag, "rss": rss})
+    stats = json.dumps({"loop_lag_ms": lag, "rss": rss, "points": server_probes.dump(points)})
     await asyncio.to_thread(Path(os.environ["STATS_FILE"]).write_text, stats)
 
 
@@ -324,4 +347,7 @@ if __name__ == "__main__":
         with asyncio.Runner(loop_factory=loop_factory()) as runner:  # as `dialer callserver` runs
             runner.run(serve_with_probes())
     else:
-        asyncio.run(main([int(c) for c in args.calls.split(",")], args.turns))
+        from dialer.runtime import loop_factory
+
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:  # emulators on uvloop too: less lag
+            runner.run(main([int(c) for c in args.calls.split(",")], args.turns))

@@ -2,9 +2,10 @@
 
 Measurement only: the wrappers installed here record times and call the emulators' own code unchanged.
 Every callee utterance carries a tag ("caller 7 question 3") that the speech codec carries through the
-Deepgram emulator's transcript, the LLM emulator's request and (echoed by ``tagged_brain``) the text of
-the first phrase sent to the TTS emulator, so each stage is matched to its turn even at 100 concurrent
-calls. ``time.monotonic`` and the call server's ``time.perf_counter`` read the same CLOCK_MONOTONIC, and
+Deepgram emulator's transcript and the LLM emulator's request; ``tagged_brain`` answers with a
+three-letter word naming the turn ("Ahd, got it."), which starts the first phrase sent to the TTS
+emulator, so each stage is matched to its turn even at 100 concurrent calls. ``time.monotonic`` and the
+call server's ``time.perf_counter`` read the same CLOCK_MONOTONIC, and
 the phone emulator's clock (speed 1) is ``Clock._t0`` + call ms, so the stages line up across processes.
 
 Stages of one turn (all in ms):
@@ -32,6 +33,7 @@ from sim import deepgram_stt, elevenlabs, llm_emulator
 from sim.llm_script import Conversation, Rule, ScriptedBrain
 
 TAG = re.compile(r"caller (\d+),? question (\d+)", re.IGNORECASE)
+_TAG_WORD = re.compile(r"^([A-Z][a-z][a-z]),")
 STAGES = ("endpointing", "to_llm", "llm", "to_tts", "tts", "to_phone")
 FLOORS = {"endpointing": 300.0, "llm": 250.0, "tts": 150.0}
 LONG = ("Sure, let me explain how this works: I will check the appointment time, then confirm the "
@@ -42,12 +44,18 @@ def utterance(caller: int, question: int) -> str:
     return f"This is caller {caller} question {question}, could you please confirm it for me?"
 
 
+def tag_word(caller: int, question: int) -> str:
+    """Three letters naming the turn: the LLM's first phrase is "Bah," (two tokens, like "Okay,"), so the
+    time to the first clause boundary is what the untagged reply "Okay, got it." would take."""
+    return chr(65 + caller // 26) + chr(97 + caller % 26) + chr(97 + question % 26)
+
+
 def _echo(conv: Conversation) -> str:
     match = TAG.search(conv.pending_user_text())
     if match is None:
         return "Okay, got it."
     # The tag leads the first phrase, so the TTS request is matched to its turn too.
-    return f"Caller {match[1]} question {match[2]}, confirmed."
+    return f"{tag_word(int(match[1]), int(match[2]))}, got it."
 
 
 def tagged_brain() -> ScriptedBrain:
@@ -56,7 +64,13 @@ def tagged_brain() -> ScriptedBrain:
 
 def _key(text: str) -> tuple[int, int] | None:
     match = TAG.search(text)
-    return (int(match[1]), int(match[2])) if match else None
+    if match:
+        return int(match[1]), int(match[2])
+    word = _TAG_WORD.match(text)
+    if word is None:
+        return None
+    hi, lo, q = (ord(ch) for ch in word[1])
+    return (hi - 65) * 26 + lo - 97, q - 97
 
 
 @dataclass
@@ -152,6 +166,16 @@ class Trace:
             return gen()
 
         elevenlabs._pieces = timed_pieces  # type: ignore[assignment]
+
+    _FIELDS = ("dg_final", "llm_request", "llm_first", "tts_request", "tts_first")
+
+    def dump(self) -> dict[str, list[list[float]]]:
+        """JSON-able: {stage: [[caller, question, time], ...]} (the providers may run in another process)."""
+        return {name: [[*key, t] for key, t in getattr(self, name).items()] for name in self._FIELDS}
+
+    def load(self, data: dict[str, list[list[float]]]) -> None:
+        for name in self._FIELDS:
+            getattr(self, name).update({(int(c), int(q)): t for c, q, t in data.get(name, [])})
 
     def stages(self, key: tuple[int, int], speech_end: float, first_audio: float) -> dict[str, float] | None:
         """One turn's stage durations (ms), or None if a stage was not seen."""

@@ -19,6 +19,9 @@ def _config(app: Any, host: str, port: int) -> uvicorn.Config:
     return uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="auto", ws="websockets-sansio",
         ws_ping_interval=None, access_log=False,
+        # Idle keep-alive like the load balancers in front of the real APIs (AWS ALB's default is 60 s),
+        # not uvicorn's 5 s, which would close a client's pooled connection between two turns of a call.
+        timeout_keep_alive=60,
     )
 
 

@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
+import httpx2
 
 from callserver.history import History
-from callserver.llm.base import Done, LLMError, LLMEvent, TextDelta, ToolCallEvent, Usage
+from callserver.llm.base import HTTP_KEEPALIVE_S, Done, LLMError, LLMEvent, TextDelta, ToolCallEvent, Usage
 from callserver.llm.openai import parse_arguments
 from callserver.tools import ToolDef, to_anthropic
 
@@ -27,19 +28,27 @@ class AnthropicLLM:
                  max_tokens: int = 400) -> None:
         self.model = model
         self.max_tokens = max_tokens
+        limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=100,
+                               keepalive_expiry=HTTP_KEEPALIVE_S)
         self.client = anthropic.AsyncAnthropic(api_key=api_key or "unset", base_url=base_url,
-                                               max_retries=0, timeout=timeout_s)
+                                               max_retries=0, timeout=timeout_s,
+                                               http_client=anthropic.DefaultAsyncHttpxClient(limits=limits))
+        _ = self.client.messages  # lazy SDK imports now, not in the first call's first turn
 
     async def stream(self, history: History, tools: list[ToolDef]) -> AsyncIterator[LLMEvent]:
         system, messages = history.to_anthropic()
-        kwargs: dict[str, Any] = {"tools": to_anthropic(tools)} if tools else {}
+        # Wire format already: `extra_body` skips the SDK's per-message TypedDict transform on the critical
+        # path of every turn (see callserver.llm.openai).
+        body: dict[str, Any] = {"messages": messages}
+        if tools:
+            body["tools"] = to_anthropic(tools)
         blocks: dict[int, dict[str, str]] = {}
         stop = ""
         tokens_in = tokens_out = 0
         try:
             stream = await self.client.messages.create(
-                model=self.model, system=system, messages=messages,  # type: ignore[arg-type]
-                max_tokens=self.max_tokens, stream=True, **kwargs)
+                model=self.model, system=system, messages=[], extra_body=body,
+                max_tokens=self.max_tokens, stream=True)
             async with stream:
                 async for event in stream:
                     if event.type == "message_start":

@@ -9,6 +9,12 @@ from typing import Any, Protocol
 from callserver.history import History
 from callserver.tools import ToolDef
 
+HTTP_KEEPALIVE_S = 50.0
+"""How long an idle pooled connection to a provider is kept. httpx's default (5 s) is shorter than the
+pause between two turns of a call, so each reply paid a new connection (a TCP - and with a real
+provider TLS - handshake) on its critical path; load balancers in front of the APIs keep idle
+connections for 60 s or more."""
+
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:

@@ -21,6 +21,7 @@ class DeepgramTTS:
         ws_url = base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         env = DeepgramClientEnvironment(base=base_url, production=ws_url, agent=ws_url, agent_rest=base_url)
         self.client = AsyncDeepgramClient(api_key=api_key or "unset", environment=env)
+        _ = self.client.speak.v1.audio  # lazy SDK imports now, not in the first call's first reply
         self.model = model
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 from elevenlabs.client import AsyncElevenLabs
+
+from callserver.llm.base import HTTP_KEEPALIVE_S
 
 
 class ElevenLabsTTS:
@@ -18,7 +21,11 @@ class ElevenLabsTTS:
 
     def __init__(self, *, api_key: str, base_url: str, voice_id: str, model_id: str = "eleven_flash_v2_5",
                  timeout_s: float = 20.0) -> None:
-        self.client = AsyncElevenLabs(api_key=api_key or "unset", base_url=base_url, timeout=timeout_s)
+        self._http = httpx.AsyncClient(timeout=timeout_s, follow_redirects=True,
+                                       limits=httpx.Limits(keepalive_expiry=HTTP_KEEPALIVE_S))
+        self.client = AsyncElevenLabs(api_key=api_key or "unset", base_url=base_url, timeout=timeout_s,
+                                      httpx_client=self._http)
+        _ = self.client.text_to_speech  # lazy SDK imports now, not in the first call's first reply
         self.voice_id = voice_id
         self.model_id = model_id
 
@@ -30,4 +37,4 @@ class ElevenLabsTTS:
                 yield chunk
 
     async def close(self) -> None:
-        return None
+        await self._http.aclose()

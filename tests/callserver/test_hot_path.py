@@ -9,12 +9,20 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anthropic
+import httpx2
 import numpy as np
+import openai
 import pytest
 from starlette.websockets import WebSocketState
 
 from callserver import audio
+from callserver.history import History, ToolCallRecord
+from callserver.llm.anthropic import AnthropicLLM
+from callserver.llm.base import LLMError
+from callserver.llm.openai import OpenAILLM
 from callserver.stt.deepgram import DeepgramSTT
+from callserver.tools import default_registry, to_anthropic, to_openai
 from callserver.twilio_stream import MediaStream
 from sim.deepgram import DeepgramEmulator
 from sim.server import serve
@@ -124,3 +132,61 @@ def test_tone_share_finds_a_beep_with_the_cached_window() -> None:
     noise = np.random.default_rng(2).normal(0, 3000, 160)
     assert audio.tone_share(audio.encode(noise))[1] < 0.5
     assert audio.tone_share(beep[:100])[0] == pytest.approx(1040.0)  # another length, its own window
+
+
+def _history() -> History:
+    history = History("You are Ava. Be brief.")
+    history.add_user("Hi, this is Smile Dental, how can I help?")
+    asked = history.add_assistant("Hello! I'd like to move my appointment.",
+                                  [ToolCallRecord("call_1", "note_fact", {"label": "ref", "value": "A-1"})])
+    history.add_tool_result("call_1", "noted")
+    history.add_note("The owner says: Tuesday works too.")
+    history.add_user("Sure, which day?")
+    history.interrupt(asked, "Hello! I'd like")
+    history.add_user("Ünïcode \"quotes\" and\nnewlines")
+    return history
+
+
+def _capturing(bodies: list[bytes]) -> Any:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        bodies.append(request.content)
+        return httpx2.Response(500, json={"error": {"message": "captured", "type": "server_error"}})
+
+    return handler
+
+
+async def test_openai_request_body_is_what_the_typed_arguments_would_send() -> None:
+    bodies: list[bytes] = []
+    llm = OpenAILLM(api_key="k", base_url="http://127.0.0.1:9/v1", model="gpt-4o-mini")
+    llm.client = openai.AsyncOpenAI(api_key="k", base_url="http://127.0.0.1:9/v1", max_retries=0,
+                                    http_client=openai.DefaultAsyncHttpxClient(
+                                        transport=httpx2.MockTransport(_capturing(bodies))))
+    history, tools = _history(), default_registry().defs
+    with pytest.raises(LLMError):
+        async for _ in llm.stream(history, tools):
+            pass
+    with pytest.raises(openai.APIError):
+        await llm.client.chat.completions.create(
+            model="gpt-4o-mini", messages=history.to_openai(), tools=to_openai(tools),  # type: ignore[arg-type]
+            stream=True, max_completion_tokens=llm.max_tokens, stream_options={"include_usage": True})
+    ours, typed = (json.loads(b) for b in bodies)
+    assert ours == typed and len(ours["messages"]) == len(history.to_openai()) > 5
+
+
+async def test_anthropic_request_body_is_what_the_typed_arguments_would_send() -> None:
+    bodies: list[bytes] = []
+    llm = AnthropicLLM(api_key="k", base_url="http://127.0.0.1:9", model="claude-haiku-4-5")
+    llm.client = anthropic.AsyncAnthropic(api_key="k", base_url="http://127.0.0.1:9", max_retries=0,
+                                          http_client=anthropic.DefaultAsyncHttpxClient(
+                                              transport=httpx2.MockTransport(_capturing(bodies))))
+    history, tools = _history(), default_registry().defs
+    with pytest.raises(LLMError):
+        async for _ in llm.stream(history, tools):
+            pass
+    system, messages = history.to_anthropic()
+    with pytest.raises(anthropic.APIError):
+        await llm.client.messages.create(
+            model="claude-haiku-4-5", system=system, messages=messages,  # type: ignore[arg-type]
+            tools=to_anthropic(tools), max_tokens=llm.max_tokens, stream=True)  # type: ignore[arg-type]
+    ours, typed = (json.loads(b) for b in bodies)
+    assert ours == typed and len(ours["messages"]) >= 3

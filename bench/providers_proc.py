@@ -1,0 +1,73 @@
+"""The provider emulators (Deepgram, OpenAI, Anthropic, ElevenLabs) in a process of their own.
+
+On two cores, one event loop running the phone network *and* every provider for 50-100 calls lags
+behind: its lag then shows up as "overhead" although it is the load generator's. Here the phone network
+stays in the benchmark process and the providers get their own loop (and, given the chance, their own
+core). The child prints its settings (env names, one JSON line) once serving, records turn stages with
+``turn_trace.Trace`` and writes them to ``trace_file`` when terminated.
+
+    python bench/providers_proc.py TRACE_FILE   (started by ``providers()``; not meant to be run by hand)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+import turn_trace  # noqa: E402
+
+from sim.__main__ import EmulatorStack  # noqa: E402
+
+LLM_TTFT_MS, TTS_TTFB_MS, LLM_TOKENS_PER_S = 250, 150, 2000
+PROVIDER_ENV = ("DEEPGRAM_", "ELEVENLABS_", "OPENAI_", "ANTHROPIC_")
+
+
+def make_stack() -> EmulatorStack:
+    stack = EmulatorStack(speed=1.0, brain=turn_trace.tagged_brain(), llm_ttft_s=LLM_TTFT_MS / 1000,
+                          llm_tokens_per_s=LLM_TOKENS_PER_S, with_telegram=False)
+    stack.elevenlabs.ttfb_s = TTS_TTFB_MS / 1000
+    return stack
+
+
+async def _child(trace_file: Path) -> None:
+    tracer = turn_trace.Trace()
+    tracer.install()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with make_stack().running() as stack:
+        env = {k: v for k, v in stack.env().items() if k.startswith(PROVIDER_ENV)}
+        print(json.dumps(env), flush=True)
+        await stop.wait()
+    await asyncio.to_thread(trace_file.write_text, json.dumps(tracer.dump()))
+
+
+@contextlib.asynccontextmanager
+async def providers(trace_file: Path, tracer: turn_trace.Trace) -> AsyncIterator[dict[str, str]]:
+    """Run the child; yield its settings; on exit stop it and load its stages into ``tracer``."""
+    child = await asyncio.to_thread(subprocess.Popen, [sys.executable, __file__, str(trace_file)],
+                                    stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 60)
+        yield json.loads(line)
+    finally:
+        child.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(child.wait, 30)
+        with contextlib.suppress(FileNotFoundError):
+            tracer.load(json.loads(await asyncio.to_thread(trace_file.read_text)))
+
+
+if __name__ == "__main__":
+    from dialer.runtime import loop_factory
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(_child(Path(sys.argv[1])))

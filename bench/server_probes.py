@@ -1,0 +1,86 @@
+"""Timestamps inside the call server process (the ``--serve`` child of bench/latency.py), per tagged turn.
+
+Measurement only, like turn_trace: thin wrappers record the monotonic time at which the call server
+    stt_final    has the ``speech_final`` result (after the Deepgram SDK parsed it),
+    llm_call     calls the LLM provider (after turn-taking, history, logging: our session code),
+    llm_wire     hands the LLM request to the HTTP transport (the SDK has built it),
+    llm_token    has the first text token out of the OpenAI SDK,
+    tts_call     calls the TTS provider with the first phrase,
+    tts_wire     hands that TTS request to the HTTP transport,
+so that the emulator-side stages split into "our code" and "SDK + wire" parts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from turn_trace import _key
+
+POINTS = ("stt_final", "llm_call", "llm_wire", "llm_token", "tts_call", "tts_wire")
+
+
+def install() -> dict[str, dict[tuple[int, int], float]]:
+    import httpx
+    import httpx2
+
+    from callserver.llm.openai import OpenAILLM
+    from callserver.stt.deepgram import DeepgramSttStream
+    from callserver.tts.elevenlabs import ElevenLabsTTS
+
+    seen: dict[str, dict[tuple[int, int], float]] = {name: {} for name in POINTS}
+    pending: dict[str, tuple[int, int]] = {}
+    on_results = DeepgramSttStream._on_results
+    llm_stream = OpenAILLM.stream
+    tts_synthesize = ElevenLabsTTS.synthesize
+
+    def timed_on_results(self: Any, message: Any) -> None:
+        if message.speech_final:
+            alternatives = message.channel.alternatives
+            key = _key(alternatives[0].transcript if alternatives else "")
+            if key is not None:
+                seen["stt_final"].setdefault(key, time.monotonic())
+        on_results(self, message)
+
+    async def timed_llm_stream(self: Any, history: Any, tools: Any) -> AsyncIterator[Any]:
+        users = [m for m in history.messages if getattr(m, "role", "") == "user"]
+        key = _key(str(getattr(users[-1], "text", "") or "")) if users else None
+        if key is not None:
+            seen["llm_call"].setdefault(key, time.monotonic())
+            pending["llm_wire"] = key
+        async for event in llm_stream(self, history, tools):
+            if key is not None and getattr(event, "text", ""):
+                seen["llm_token"].setdefault(key, time.monotonic())
+            yield event
+
+    def timed_synthesize(self: Any, text: str) -> AsyncIterator[bytes]:
+        key = _key(text)
+        if key is not None:
+            seen["tts_call"].setdefault(key, time.monotonic())
+            pending["tts_wire"] = key
+        return tts_synthesize(self, text)
+
+    def wire(point: str, handle: Any) -> Any:
+        async def timed_handle(transport: Any, request: Any) -> Any:
+            key = pending.pop(point, None)
+            if key is not None:
+                seen[point].setdefault(key, time.monotonic())
+            return await handle(transport, request)
+        return timed_handle
+
+    # One call at a time is what this splits (bench --calls 1): the next request after a tagged
+    # call is that call's request.
+    httpx2.AsyncHTTPTransport.handle_async_request = wire(  # type: ignore[method-assign]
+        "llm_wire", httpx2.AsyncHTTPTransport.handle_async_request)
+    httpx.AsyncHTTPTransport.handle_async_request = wire(  # type: ignore[method-assign]
+        "tts_wire", httpx.AsyncHTTPTransport.handle_async_request)
+
+    DeepgramSttStream._on_results = timed_on_results  # type: ignore[method-assign]
+    OpenAILLM.stream = timed_llm_stream  # type: ignore[method-assign]
+    ElevenLabsTTS.synthesize = timed_synthesize  # type: ignore[method-assign]
+    return seen
+
+
+def dump(seen: dict[str, dict[tuple[int, int], float]]) -> dict[str, list[list[float]]]:
+    return {name: [[*key, t] for key, t in values.items()] for name, values in seen.items()}
