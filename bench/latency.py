@@ -59,6 +59,7 @@ INSIDE = {  # to_llm and to_tts split at timestamps taken inside the call server
     "to_tts: ElevenLabs SDK builds the request": ("tts_call", "tts_wire"),
     "to_tts: HTTP to the emulator, its parsing": ("tts_wire", "tts_request"),
 }
+WARM_UP_CALLER = 600
 SERVER_FIGURES = ("llm_first_token_ms", "first_phrase_ms", "tts_first_byte_ms", "first_audio_ms")
 
 
@@ -145,11 +146,12 @@ class Rig:
             await asyncio.sleep(0.05)
         raise RuntimeError("call server did not start")
 
-    async def calls(self, n: int, timeout_s: float = 600) -> list[Any]:
-        """Place `n` calls at once (100 ms apart, as a burst of real dialing would be) and wait for all."""
+    async def calls(self, n: int, timeout_s: float = 600, first: int = 0) -> list[Any]:
+        """Place `n` calls at once (100 ms apart, as a burst of real dialing would be) and wait for all;
+        callers are numbered from ``first``."""
         ids = []
         async with self.db.session() as s:
-            for k in range(n):
+            for k in range(first, first + n):
                 self.stack.network.attach(number(k), self.scenario(k))
                 call = Call(to_number=number(k), from_number=self.settings.twilio_from_number, task="bench",
                             system_prompt="You are a test agent.", opening_line="Hi.", status="created")
@@ -158,7 +160,7 @@ class Rig:
                 ids.append(call.id)
             await s.commit()
         sids = []
-        for k, call_id in enumerate(ids):
+        for k, call_id in enumerate(ids, first):
             sids.append(await self.telephony.place_call(to=number(k), call_id=call_id, record=False,
                                                         time_limit_s=600))
             await asyncio.sleep(0.1)
@@ -167,6 +169,13 @@ class Rig:
         await self._wait_stored(ids)
         self.call_ids = ids
         return [net.calls[sid] for sid in sids]
+
+    async def warm_up(self) -> list[float]:
+        """One call before the measured ones: the first turn after a process starts pays one-off costs
+        (imports inside the SDKs, first connections) in the call server and the emulators alike. Its
+        overheads are returned, to be reported on their own."""
+        done = await self.calls(1, first=WARM_UP_CALLER)
+        return [end - start - FLOOR_MS for start, end in done[0].log.response_gaps]
 
     async def _wait_stored(self, ids: list[int], timeout_s: float = 60) -> None:
         # The call server's end-of-call work (summary) finishes after the phone hangs up.
@@ -208,6 +217,7 @@ def report(title: str, values: list[float], unit: str = "ms") -> str:
 
 async def measure_latency(calls: int, turns: int) -> dict[str, Any]:
     async with rig(lambda k: talker(k, turns)) as r:
+        warm_up = await r.warm_up()
         done = await r.calls(calls)
         server = await r.server_turns()
     gaps: list[float] = []
@@ -234,7 +244,7 @@ async def measure_latency(calls: int, turns: int) -> dict[str, Any]:
                 if name in turn:
                     figures[name].append(turn[name])
     return {"gaps": gaps, "overhead": [g - FLOOR_MS for g in gaps], "server": r.server_stats,
-            "stages": stages, "figures": figures, "inside": inside}
+            "stages": stages, "figures": figures, "inside": inside, "warm_up": warm_up}
 
 
 async def measure_barge_in(calls: int, turns: int) -> dict[str, Any]:
@@ -265,6 +275,8 @@ async def main(calls_list: list[int], turns: int) -> None:
               f"load average now {os.getloadavg()[0]:.2f})")
         print(report("voice-to-voice", lat["gaps"]))
         print(report("overhead above floor", lat["overhead"]))
+        print("  (a warm-up call before these, first after start-up: overhead "
+              + ", ".join(f"{v:.1f}" for v in lat["warm_up"]) + " ms)")
         print("  where it goes (phone + emulator timestamps; floor subtracted where there is one):")
         for name, values in lat["stages"].items():
             floor = trace.FLOORS.get(name, 0.0)
@@ -305,15 +317,15 @@ async def serve_with_probes() -> None:
 
         async def probe() -> None:
             # A 5 ms sleep that wakes late measures how long something else held the loop.
-            loop = asyncio.get_running_loop()
+            # perf_counter, not loop.time(): uvloop's loop clock is cached at 1 ms resolution.
             ticks = 0
             while True:
-                start = loop.time()
+                start = time.perf_counter()
                 await asyncio.sleep(0.005)
                 registry = getattr(app.state, "registry", None)
                 live = registry.active_count() if registry else 0
                 if live:  # start-up (imports, provider clients) is not what this measures
-                    lag.append((loop.time() - start - 0.005) * 1000)
+                    lag.append((time.perf_counter() - start - 0.005) * 1000)
                 ticks += 1
                 if ticks % 20 == 0:
                     rss.append((live, _rss_mb()))

@@ -121,8 +121,8 @@ class Trace:
         send_frames = self._patch(llm_emulator.PacedStream, "_send_frames", None)
 
         async def timed_decide(emu: Any, endpoint: str, body: dict[str, Any], conv: Conversation) -> Any:
-            arrived = time.monotonic()
             record = await decide(emu, endpoint, body, conv)
+            arrived = record.arrived  # time.monotonic() at arrival
             key = _key(conv.pending_user_text())
             if key is not None:
                 trace.llm_request.setdefault(key, arrived)
@@ -151,14 +151,15 @@ class Trace:
         trace = self
         pieces = self._patch(elevenlabs, "_pieces", None)
 
-        def timed_pieces(emu: Any, audio: bytes) -> AsyncIterator[bytes]:
-            # Called by the request handler right after it logged the text it is about to speak.
+        def timed_pieces(emu: Any, audio: bytes, arrived: float) -> AsyncIterator[bytes]:
+            # Called by the request handler right after it logged the text it is about to speak; the
+            # request arrived at time.monotonic() `arrived`.
             key = _key(emu.generations[-1]) if emu.generations else None
             if key is not None:
-                trace.tts_request.setdefault(key, time.monotonic())
+                trace.tts_request.setdefault(key, arrived)
 
             async def gen() -> AsyncIterator[bytes]:
-                async for piece in pieces(emu, audio):
+                async for piece in pieces(emu, audio, arrived):
                     if key is not None:
                         trace.tts_first.setdefault(key, time.monotonic())
                     yield piece

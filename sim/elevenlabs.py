@@ -18,6 +18,7 @@ import base64
 import contextlib
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,8 +106,9 @@ def _audio(text: str, rate: float) -> tuple[bytes, dict[str, list[Any]]]:
     return bytes(audio), {"chars": chars, "charStartTimesMs": starts, "charDurationsMs": durations}
 
 
-async def _pieces(emu: ElevenLabsEmulator, audio: bytes) -> AsyncIterator[bytes]:
-    await asyncio.sleep(emu.ttfb_s)
+async def _pieces(emu: ElevenLabsEmulator, audio: bytes, arrived: float) -> AsyncIterator[bytes]:
+    # The first byte is due ttfb_s after the request arrived: generating the audio is inside that time.
+    await asyncio.sleep(max(0.0, arrived + emu.ttfb_s - time.monotonic()))
     step = max(1, int(emu.chunk_ms * 8))
     for i in range(0, len(audio), step):
         if i and emu.realtime_factor:
@@ -116,6 +118,7 @@ async def _pieces(emu: ElevenLabsEmulator, audio: bytes) -> AsyncIterator[bytes]
 
 async def _http_tts(request: Request) -> Response:
     emu: ElevenLabsEmulator = request.app.state.emulator
+    arrived = time.monotonic()
     if request.headers.get("xi-api-key") != emu.api_key:
         return _detail(401, "invalid_api_key", "Invalid API key")
     failure = await emu.faults.before_http({"detail": {"status": "sim_fault", "message": "emulated fault"}})
@@ -136,7 +139,7 @@ async def _http_tts(request: Request) -> Response:
     emu.generations.append(text)
     audio = encode_speech(text, _speed(body))
     headers = {"request-id": f"sim-{len(emu.requests)}", "character-cost": str(len(text))}
-    return StreamingResponse(_pieces(emu, audio), media_type="audio/basic", headers=headers)
+    return StreamingResponse(_pieces(emu, audio, arrived), media_type="audio/basic", headers=headers)
 
 
 class _StreamInput:

@@ -37,6 +37,9 @@ class RecordedRequest:
     conversation: Conversation
     at: float
     """Wall-clock time (time.time()) the request arrived."""
+    arrived: float = 0.0
+    """time.monotonic() it arrived: the time to first token counts from here, so the emulator's own work
+    (brain, rendering) is inside the TTFT as the real service's is, not added on top of it."""
     reply: Reply | None = None
     input_tokens: int = 0
     output_tokens: int = 0
@@ -94,7 +97,8 @@ class LLMEmulator:
 
     async def decide(self, endpoint: str, body: dict[str, Any], conv: Conversation) -> RecordedRequest:
         """Log the request and ask the brain (whatever it raises propagates); fill in tool call ids."""
-        record = RecordedRequest(endpoint=endpoint, body=body, conversation=conv, at=time.time())
+        record = RecordedRequest(endpoint=endpoint, body=body, conversation=conv, at=time.time(),
+                                 arrived=time.monotonic())
         record.input_tokens = estimate_tokens(conv.prompt_chars())
         self.requests.append(record)
         self.usage.requests += 1
@@ -163,7 +167,8 @@ class PacedStream(Response):
     async def _send_frames(self, send: Send, gone: asyncio.Event) -> tuple[Status, int]:
         emu, loop = self.emu, asyncio.get_running_loop()
         start = loop.time()
-        first_due = start + emu.ttft_s
+        since_arrival = time.monotonic() - self.record.arrived if self.record.arrived else 0.0
+        first_due = start - since_arrival + emu.ttft_s
         sent = 0
         for frame in self.frames:
             if frame.tokens or frame.first:
