@@ -35,8 +35,8 @@ _RANK = {"created": 0, "dialing": 1, "queued": 1, "initiated": 1, "ringing": 2, 
 def status_advances(old: str, new: str) -> bool:
     """Twilio retries and reorders callbacks: a final status is never left, and a call never goes back
     from answered to ringing. Equal ranks may alternate (in-progress <-> on-hold)."""
-    if old == new or old in FINAL_STATUSES:
-        return False
+    if old == new or old in FINAL_STATUSES or old == "transferred":
+        return False  # "transferred" is our end of a call that goes on bridged; its later "completed" is not
     if new in FINAL_STATUSES:
         return True
     return _RANK.get(new, 3) >= _RANK.get(old, 0)

@@ -118,3 +118,4 @@ async def test_final_status_is_never_left(db: Database) -> None:
     assert not status_advances("in-progress", "ringing")
     assert status_advances("in-progress", "on-hold") and status_advances("on-hold", "in-progress")
     assert status_advances("ringing", "busy") and not status_advances("busy", "completed")
+    assert status_advances("transferring", "transferred") and not status_advances("transferred", "completed")
