@@ -119,10 +119,13 @@ async def rig(scenario: Callable[[int], Scenario], *, extra_env: dict[str, str] 
             db = Database(settings.database_url)
             rig_ = Rig(stack, settings, db, Telephony(settings), child, Path(env["STATS_FILE"]), scenario,
                        tracer)
+            probe = asyncio.create_task(trace.loop_lag(rig_.phone_lag_ms))
             try:
                 await rig_.wait_ready(port)
+                rig_.phone_lag_ms.clear()  # start-up is not what this measures
                 yield rig_
             finally:
+                probe.cancel()
                 await rig_.stop()
                 await rig_.telephony.close()
                 await db.close()
@@ -136,6 +139,8 @@ class Rig:
         self.child, self.stats_file, self.scenario, self.trace = child, stats_file, scenario, tracer
         self.server_stats: dict[str, Any] = {}
         self.call_ids: list[int] = []
+        self.phone_lag_ms: list[float] = []
+        """Event-loop lag of this process (the phone network: the callee side of every call)."""
 
     async def wait_ready(self, port: int) -> None:
         for _ in range(300):
@@ -244,7 +249,9 @@ async def measure_latency(calls: int, turns: int) -> dict[str, Any]:
                 if name in turn:
                     figures[name].append(turn[name])
     return {"gaps": gaps, "overhead": [g - FLOOR_MS for g in gaps], "server": r.server_stats,
-            "stages": stages, "figures": figures, "inside": inside, "warm_up": warm_up}
+            "stages": stages, "figures": figures, "inside": inside, "warm_up": warm_up,
+            "lags": {"call server": r.server_stats.get("loop_lag_ms", []), "phone emulator": r.phone_lag_ms,
+                     "provider emulators": r.trace.provider_lag_ms}}
 
 
 async def measure_barge_in(calls: int, turns: int) -> dict[str, Any]:
@@ -262,7 +269,9 @@ async def measure_barge_in(calls: int, turns: int) -> dict[str, Any]:
                 spoken_end = start + math.ceil((word.start_ms - start + word_ms(word.word)) / 20) * 20
                 after_word.append(clear - spoken_end)
     server_ms = [t["barge_in_ms"] for turns_ in server.values() for t in turns_ if "barge_in_ms" in t]
-    return {"phone": phone, "after_word": after_word, "server": server_ms}
+    return {"phone": phone, "after_word": after_word, "server": server_ms,
+            "lags": {"call server": r.server_stats.get("loop_lag_ms", []), "phone emulator": r.phone_lag_ms,
+                     "provider emulators": r.trace.provider_lag_ms}}
 
 
 async def main(calls_list: list[int], turns: int) -> None:
@@ -288,11 +297,14 @@ async def main(calls_list: list[int], turns: int) -> None:
         print("  the call server's own figures (from speech_final arrival):")
         for name, values in lat["figures"].items():
             print("    " + report(f"{name:<19}", values))
-        print(report("call-server event-loop lag", lat["server"].get("loop_lag_ms", [])))
+        for name, values in lat["lags"].items():
+            print(report(f"event-loop lag, {name}", values))
         barge = await measure_barge_in(calls, max(2, turns // 3))
         print(report("barge-in, server (speech detected -> clear sent)", barge["server"]))
         print(report("barge-in, phone (interrupting word complete -> clear received)", barge["after_word"]))
         print(report("barge-in, phone (first speech frame -> clear received)", barge["phone"]))
+        for name, values in barge["lags"].items():
+            print("  " + report(f"during the barge-in run, event-loop lag, {name}", values))
 
 
 # --- child mode: the call server with probes ------------------------------------------------------
@@ -302,12 +314,13 @@ async def serve_with_probes() -> None:
     import uvicorn
 
     from callserver.app import create_app
-    from dialer.runtime import storage
+    from dialer.runtime import storage, tune_gc
     from shared.logs import setup_logging
 
     settings = load_settings()
     setup_logging(settings.log_level, settings.secrets())
     points = server_probes.install()
+    gc_pauses = server_probes.watch_gc()
     lag: list[float] = []
     rss: list[tuple[int, float]] = []
     async with storage(settings) as (db, bus):
@@ -334,9 +347,17 @@ async def serve_with_probes() -> None:
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, setattr, server, "should_exit", True)
         task = asyncio.create_task(probe())
-        await server.serve()
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has only a flag)
+            await asyncio.sleep(0.05)
+        if not os.environ.get("BENCH_NO_GC_TUNING"):
+            tune_gc()  # as dialer.runtime.callserver_part does, once the app has started
+        for pauses in gc_pauses.values():
+            pauses.clear()  # start-up's collections are not what this measures
+        await serving
         task.cancel()
-    stats = json.dumps({"loop_lag_ms": lag, "rss": rss, "points": server_probes.dump(points)})
+    stats = json.dumps({"loop_lag_ms": lag, "rss": rss, "points": server_probes.dump(points),
+                        "gc_pauses_ms": gc_pauses})
     await asyncio.to_thread(Path(os.environ["STATS_FILE"]).write_text, stats)
 
 
@@ -353,7 +374,15 @@ if __name__ == "__main__":
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--calls", default="1,50", help="comma-separated concurrent call counts")
     args = parser.parse_args()
-    if args.serve:
+    if args.serve and os.environ.get("BENCH_SLOW_CALLBACKS"):
+        # Diagnosis: asyncio's debug mode names every callback that held the loop > 20 ms (slower loop).
+        import logging
+
+        logging.basicConfig(level=logging.WARNING)
+        with asyncio.Runner(debug=True) as runner:
+            runner.get_loop().slow_callback_duration = 0.02
+            runner.run(serve_with_probes())
+    elif args.serve:
         from dialer.runtime import loop_factory
 
         with asyncio.Runner(loop_factory=loop_factory()) as runner:  # as `dialer callserver` runs

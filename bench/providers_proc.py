@@ -43,11 +43,14 @@ async def _child(trace_file: Path) -> None:
     tracer.install()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    lag: list[float] = []
     async with make_stack().running() as stack:
         env = {k: v for k, v in stack.env().items() if k.startswith(PROVIDER_ENV)}
         print(json.dumps(env), flush=True)
+        probe = asyncio.create_task(turn_trace.loop_lag(lag))
         await stop.wait()
-    await asyncio.to_thread(trace_file.write_text, json.dumps(tracer.dump()))
+        probe.cancel()
+    await asyncio.to_thread(trace_file.write_text, json.dumps({**tracer.dump(), "loop_lag_ms": lag}))
 
 
 @contextlib.asynccontextmanager
@@ -63,7 +66,9 @@ async def providers(trace_file: Path, tracer: turn_trace.Trace) -> AsyncIterator
         child.send_signal(signal.SIGTERM)
         await asyncio.to_thread(child.wait, 30)
         with contextlib.suppress(FileNotFoundError):
-            tracer.load(json.loads(await asyncio.to_thread(trace_file.read_text)))
+            data = json.loads(await asyncio.to_thread(trace_file.read_text))
+            tracer.load(data)
+            tracer.provider_lag_ms = data.get("loop_lag_ms", [])
 
 
 if __name__ == "__main__":

@@ -84,3 +84,20 @@ def install() -> dict[str, dict[tuple[int, int], float]]:
 
 def dump(seen: dict[str, dict[tuple[int, int], float]]) -> dict[str, list[list[float]]]:
     return {name: [[*key, t] for key, t in values.items()] for name, values in seen.items()}
+
+
+def watch_gc() -> dict[str, list[float]]:
+    """Every garbage collection's pause (ms), per generation: a full collection stops the event loop."""
+    import gc
+
+    pauses: dict[str, list[float]] = {"0": [], "1": [], "2": []}
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses[str(info["generation"])].append((time.perf_counter() - started[0]) * 1000)
+
+    gc.callbacks.append(callback)
+    return pauses

@@ -23,6 +23,7 @@ Stages of one turn (all in ms):
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -38,6 +39,14 @@ STAGES = ("endpointing", "to_llm", "llm", "to_tts", "tts", "to_phone")
 FLOORS = {"endpointing": 300.0, "llm": 250.0, "tts": 150.0}
 LONG = ("Sure, let me explain how this works: I will check the appointment time, then confirm the "
         "address with you, and finally send a reminder message the day before the visit.")
+
+
+async def loop_lag(out: list[float], period_s: float = 0.005) -> None:
+    """Append how late each ``period_s`` sleep woke (ms): how long something else held this loop."""
+    while True:
+        start = time.perf_counter()
+        await asyncio.sleep(period_s)
+        out.append((time.perf_counter() - start - period_s) * 1000)
 
 
 def utterance(caller: int, question: int) -> str:
@@ -82,6 +91,8 @@ class Trace:
     llm_first: dict[tuple[int, int], float] = field(default_factory=dict)
     tts_request: dict[tuple[int, int], float] = field(default_factory=dict)
     tts_first: dict[tuple[int, int], float] = field(default_factory=dict)
+    provider_lag_ms: list[float] = field(default_factory=list)
+    """Event-loop lag of the provider emulators' process."""
     _undo: list[Callable[[], None]] = field(default_factory=list)
 
     def install(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import os
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from callserver.llm.openai import OpenAILLM
 from callserver.stt.deepgram import DeepgramSTT
 from callserver.tools import default_registry, to_anthropic, to_openai
 from callserver.twilio_stream import MediaStream
+from dialer.runtime import loop_factory, tune_gc
 from sim.deepgram import DeepgramEmulator
 from sim.server import serve
 
@@ -190,3 +192,22 @@ async def test_anthropic_request_body_is_what_the_typed_arguments_would_send() -
             tools=to_anthropic(tools), max_tokens=llm.max_tokens, stream=True)  # type: ignore[arg-type]
     ours, typed = (json.loads(b) for b in bodies)
     assert ours == typed and len(ours["messages"]) >= 3
+
+
+def test_tune_gc_freezes_start_up_objects_and_raises_the_young_threshold() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_freeze_count() > 1000  # modules, SDK types: out of every later full collection
+        assert gc.get_threshold()[0] == 10_000
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_loop_factory_gives_uvloop_where_installed() -> None:
+    loop = loop_factory()()
+    try:
+        assert type(loop).__module__.startswith("uvloop")
+    finally:
+        loop.close()
