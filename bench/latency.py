@@ -299,6 +299,9 @@ async def main(calls_list: list[int], turns: int) -> None:
             print("    " + report(f"{name:<19}", values))
         for name, values in lat["lags"].items():
             print(report(f"event-loop lag, {name}", values))
+        gc_pauses = lat["server"].get("gc_pauses_ms", {})
+        print("  call-server GC pauses: " + ", ".join(
+            f"gen{gen} n={len(v)} max {max(v, default=0):.1f} ms" for gen, v in gc_pauses.items()))
         barge = await measure_barge_in(calls, max(2, turns // 3))
         print(report("barge-in, server (speech detected -> clear sent)", barge["server"]))
         print(report("barge-in, phone (interrupting word complete -> clear received)", barge["after_word"]))

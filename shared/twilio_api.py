@@ -9,6 +9,9 @@ TWILIO_API_BASE_URL (PROTOCOLS.md, "SDK base URL").
 
 from __future__ import annotations
 
+# The SDK imports the account's resource tree (~40 ms) lazily on the first `client.calls(...)`; in the
+# call server that first use is a hang-up or redirect in the middle of live calls, stalling their audio.
+import twilio.rest.api.v2010.account  # noqa: F401
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
