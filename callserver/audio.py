@@ -63,7 +63,14 @@ def rms(mulaw: bytes) -> float:
     """Root mean square of the decoded frame (0 for an empty one); full scale is 32767."""
     if not mulaw:
         return 0.0
-    return math.sqrt(float(_SQUARES[np.frombuffer(mulaw, dtype=np.uint8)].sum()) / len(mulaw))
+    if mulaw is _last_rms[0]:
+        return _last_rms[1]  # the silence meter and the beep detector both ask for every inbound frame
+    value = math.sqrt(float(_SQUARES[np.frombuffer(mulaw, dtype=np.uint8)].sum()) / len(mulaw))
+    _last_rms[:] = [mulaw, value]
+    return value
+
+
+_last_rms: list = [None, 0.0]
 
 
 @cache

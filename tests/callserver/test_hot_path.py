@@ -124,6 +124,9 @@ def test_table_rms_equals_rms_of_the_decoded_samples() -> None:
         assert audio.rms(frame) == pytest.approx(float(np.sqrt(np.mean(pcm * pcm))), rel=1e-12)
     assert audio.rms(b"") == 0.0
     assert audio.rms(bytes([audio.MULAW_SILENCE]) * 160) == 0.0
+    loud, quiet = b"\x00" * 160, bytes([audio.MULAW_SILENCE]) * 160
+    assert audio.rms(loud) == audio.rms(loud) > 30_000  # asked twice per frame: the second is remembered
+    assert audio.rms(quiet) == 0.0 and audio.rms(loud) > 30_000
 
 
 def test_tone_share_finds_a_beep_with_the_cached_window() -> None:
