@@ -27,8 +27,9 @@ class Clock:
         return call_ms / 1000.0 / self.speed
 
     async def sleep_ms(self, call_ms: float) -> None:
-        if call_ms > 0:
-            await asyncio.sleep(self.real_s(call_ms))
+        # Even when late, yield once: lines catching up after a stall then interleave tick by tick, so a
+        # conference leg never drains its queue before the other leg has produced the frames it needs.
+        await asyncio.sleep(self.real_s(call_ms) if call_ms > 0 else 0)
 
     async def sleep_until_ms(self, deadline_ms: float) -> None:
         await self.sleep_ms(deadline_ms - self.now_ms())

@@ -4,8 +4,8 @@ mixes the participants' audio (twilio.com/docs/voice/twiml/conference).
 Each leg's callee audio (what that phone's person says) is played to every other leg, frame by frame on
 the network clock, so a person on one leg hears the person on the other as on a real bridge. Each leg ticks
 on its own task, so a leg may play its next frame just before the other leg hands it over: like a real
-bridge's jitter buffer, a frame of silence is added while nobody speaks whenever a leg's queue ran dry, so
-that one tick of jitter never cuts a gap into a word. A room is
+bridge's jitter buffer, 80 ms of silence is queued while nobody speaks whenever a leg's queue ran dry, so
+that a few late ticks (a busy machine) never cut a gap into a word. A room is
 created by its first participant and ends when the last leaves; `endConferenceOnExit` on a participant
 ends it (every other leg's `<Dial>` returns) when that participant leaves.
 """
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from sim.audio import FRAME_BYTES, MULAW_SILENCE
 
-CUSHION = bytes([MULAW_SILENCE]) * FRAME_BYTES
+CUSHION = bytes([MULAW_SILENCE]) * FRAME_BYTES * 4
 
 if TYPE_CHECKING:
     from sim.twilio.line import Line
