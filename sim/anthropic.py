@@ -117,9 +117,9 @@ class AnthropicEmulator(LLMEmulator):
             overloaded = error_body(529)
             error = _event("error", {"error": overloaded["error"], "request_id": overloaded["request_id"]})
             return PacedStream(self, record, _frames(record, pieces, message_id), headers, error)
-        await self.generation_time(_output_tokens(pieces))
-        self.finish(record, _output_tokens(pieces), "ok")
-        message = _message(record, pieces, message_id, _content(record, pieces), _output_tokens(pieces))
+        await self.generation_time(pieces.output_tokens)
+        self.finish(record, pieces.output_tokens, "ok")
+        message = _message(record, pieces, message_id, _content(record, pieces), pieces.output_tokens)
         return JSONResponse(message, headers=headers)
 
 
@@ -127,10 +127,6 @@ def create_anthropic_app(brain: Brain, *, ttft_s: float = 0.25, tokens_per_s: fl
                          api_key: str | None = None) -> AnthropicEmulator:
     """An Anthropic emulator; serve ``.app`` with ``sim.server.serve`` and use ``base_url=url``."""
     return AnthropicEmulator(brain, ttft_s=ttft_s, tokens_per_s=tokens_per_s, api_key=api_key)
-
-
-def _output_tokens(pieces: Pieces) -> int:
-    return pieces.tokens + len(pieces.tools)
 
 
 def _stop_reason(pieces: Pieces) -> str:
@@ -190,7 +186,7 @@ def _frames(record: RecordedRequest, pieces: Pieces, message_id: str) -> list[Fr
         frames.append(_event("content_block_stop", {"index": index}))
         index += 1
     final = {"delta": {"stop_reason": _stop_reason(pieces), "stop_sequence": None},
-             "usage": {"output_tokens": _output_tokens(pieces)}}
+             "usage": {"output_tokens": pieces.output_tokens}}
     frames.append(_event("message_delta", final))
     frames.append(_event("message_stop", {}))
     return frames

@@ -204,6 +204,11 @@ class Pieces:
     def tokens(self) -> int:
         return len(self.text) + sum(len(t) for t in self.tools)
 
+    @property
+    def output_tokens(self) -> int:
+        """What the reply is billed as: one token per text piece, per argument fragment, per tool name."""
+        return self.tokens + len(self.tools)
+
 
 def cut(reply: Reply, max_tokens: int | None) -> Pieces:
     """Tokenise ``reply``; past ``max_tokens`` the text is cut and tool calls dropped, as a length stop."""

@@ -139,8 +139,8 @@ class OpenAIEmulator(LLMEmulator):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             error = Frame(_sse(error_body(500)))
             return PacedStream(self, record, self._frames(record, pieces, include_usage), headers, error)
-        await self.generation_time(_output_tokens(pieces))
-        self.finish(record, _output_tokens(pieces), "ok")
+        await self.generation_time(pieces.output_tokens)
+        self.finish(record, pieces.output_tokens, "ok")
         return JSONResponse(self._completion(record, pieces), headers=headers)
 
     def _completion(self, record: RecordedRequest, pieces: Pieces) -> dict[str, Any]:
@@ -155,7 +155,7 @@ class OpenAIEmulator(LLMEmulator):
         return {**_envelope(record, "chat.completion"),
                 "choices": [{"index": 0, "message": message, "logprobs": None,
                              "finish_reason": _finish_reason(pieces)}],
-                "usage": _usage(record.input_tokens, _output_tokens(pieces))}
+                "usage": _usage(record.input_tokens, pieces.output_tokens)}
 
     def _frames(self, record: RecordedRequest, pieces: Pieces, include_usage: bool) -> list[Frame]:
         base = _envelope(record, "chat.completion.chunk")
@@ -179,7 +179,7 @@ class OpenAIEmulator(LLMEmulator):
                        for f in fragments]
         frames.append(chunk({}, finish=_finish_reason(pieces)))
         if include_usage:
-            usage = _usage(record.input_tokens, _output_tokens(pieces))
+            usage = _usage(record.input_tokens, pieces.output_tokens)
             frames.append(Frame(_sse({**base, "choices": [], "usage": usage})))
         frames.append(Frame(b"data: [DONE]\n\n"))
         return frames
@@ -189,11 +189,6 @@ def create_openai_app(brain: Brain, *, ttft_s: float = 0.25, tokens_per_s: float
                       api_key: str | None = None) -> OpenAIEmulator:
     """An OpenAI emulator; serve ``.app`` with ``sim.server.serve`` and use ``base_url=f"{url}/v1"``."""
     return OpenAIEmulator(brain, ttft_s=ttft_s, tokens_per_s=tokens_per_s, api_key=api_key)
-
-
-def _output_tokens(pieces: Pieces) -> int:
-    # One token per text piece, per argument fragment, and per tool name.
-    return pieces.tokens + len(pieces.tools)
 
 
 def _finish_reason(pieces: Pieces) -> str:
