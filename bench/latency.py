@@ -1,15 +1,19 @@
 """Voice-to-voice latency and barge-in reaction, measured from the phone emulator's side.
 
     .venv/bin/python bench/latency.py [--turns 10] [--calls 1,50]
+    BENCH_SLOW_CALLBACKS=1 ...   (diagnosis: the call server on asyncio's debug loop names slow callbacks)
 
-The emulated providers run at fixed latencies (Deepgram endpointing 300 ms, LLM first token 250 ms,
-ElevenLabs first byte 150 ms): their sum is the provider floor. For every callee turn the phone
-emulator logs (callee's last speech frame, first agent audio frame received); the gap minus the floor
-is our overhead. Barge-in: the phone logs (first callee speech frame over agent audio, `clear`
-received); the call server itself logs speech detected -> `clear` sent (barge_in_ms).
+The emulated providers run at fixed latencies (Deepgram endpointing 300 ms of audio, LLM first token
+250 ms, ElevenLabs first byte 150 ms, both from the request's arrival): their sum is the provider floor.
+For every callee turn the phone emulator logs (callee's last speech frame, first agent audio frame
+received); the gap minus the floor is our overhead, split into stages by emulator-side and call-server
+timestamps (turn_trace, server_probes). Barge-in: from the end of the frame completing the first
+interrupting word (what any STT needs) to `clear` at the phone; the call server itself logs STT event ->
+`clear` sent (barge_in_ms). A warm-up call runs first and is reported on its own.
 
-The call server runs in its own process (`--serve` mode of this file: the real app under uvicorn plus
-an event-loop lag probe and an RSS sampler), as in production; the emulators and the measuring run here.
+Three processes, as the load would be split in production: the call server (`--serve` mode of this
+file: the real app under uvicorn on uvloop with GC tuned as ``dialer callserver`` runs it, plus event-loop
+lag, GC and RSS probes), the provider emulators (providers_proc) and, here, the phone network.
 """
 
 from __future__ import annotations
