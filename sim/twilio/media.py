@@ -167,6 +167,11 @@ class MediaStream:
             self._emit({"event": "mark", "mark": {"name": name}})
 
     async def _send_stop(self, ws: ClientConnection) -> None:
+        # Off the line first: a tick during the drain below must not queue media behind the `stop`.
+        if self.line.sink is self:
+            self.line.sink = None
+        if self in self.line.forks:
+            self.line.forks.remove(self)
         self._emit({"event": "stop", "stop": {"accountSid": self.account_sid, "callSid": self.call_sid}})
         with contextlib.suppress(ConnectionClosed, TimeoutError):
             while not self._out.empty():
