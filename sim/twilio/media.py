@@ -108,7 +108,7 @@ class MediaStream:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 if tasks[2] in done:
                     reason = self._close_reason
-                    await self._send_stop(ws)
+                    await self._send_stop(ws, tasks[0])
                 elif len(tasks) > 3 and tasks[3] in done:
                     reason = "dropped (fault)"
                     await ws.close(1011, "emulated drop")
@@ -166,18 +166,17 @@ class MediaStream:
         if not self._closing.is_set():
             self._emit({"event": "mark", "mark": {"name": name}})
 
-    async def _send_stop(self, ws: ClientConnection) -> None:
+    async def _send_stop(self, ws: ClientConnection, sender: asyncio.Task[None]) -> None:
         # Off the line first: a tick during the drain below must not queue media behind the `stop`.
         if self.line.sink is self:
             self.line.sink = None
         if self in self.line.forks:
             self.line.forks.remove(self)
         self._emit({"event": "stop", "stop": {"accountSid": self.account_sid, "callSid": self.call_sid}})
+        # The one sender sends what is queued, in order, `stop` last, then ends at the None.
+        self._out.put_nowait(None)
         with contextlib.suppress(ConnectionClosed, TimeoutError):
-            while not self._out.empty():
-                message = self._out.get_nowait()
-                if message is not None:
-                    await asyncio.wait_for(ws.send(message), 2)
+            await asyncio.wait_for(asyncio.shield(sender), 2)
             await asyncio.wait_for(ws.close(), 2)
 
     async def _send_loop(self, ws: ClientConnection) -> None:
