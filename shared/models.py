@@ -133,6 +133,9 @@ class ScheduledCall(SQLModel, table=True):
     window_days: str = "mon-fri"
     status: str = Field(default="pending", index=True)
     last_call_id: int | None = None
+    claimed_at: datetime | None = Field(
+        default=None, sa_column=Column(sa.DateTime(timezone=True), nullable=True))
+    """When a process claimed the current attempt: a claim that never got its call is stale after a lease."""
     created_at: datetime = _created()
 
 

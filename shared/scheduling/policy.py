@@ -11,7 +11,7 @@ from shared.models import Call
 
 # Twilio's final call statuses, plus what the summary / AMD adds ("voicemail").
 FINAL_STATUSES = {"completed", "busy", "no-answer", "failed", "canceled"}
-RETRY_ON = {"busy", "no-answer", "failed", "voicemail"}
+RETRY_ON = {"busy", "no-answer", "failed", "voicemail", "interrupted"}
 
 
 class ScheduleSettings(BaseSettings):
@@ -31,6 +31,9 @@ class ScheduleSettings(BaseSettings):
     poll_seconds: float = Field(
         30.0, gt=0, description="how often each process re-reads the shared job store for others' jobs"
     )
+    claim_lease_seconds: float = Field(
+        120.0, ge=10, description="a claimed attempt with no call after this long was cut off (process died)"
+    )
 
     @property
     def max_ahead(self) -> timedelta:
@@ -39,6 +42,10 @@ class ScheduleSettings(BaseSettings):
     @property
     def grace(self) -> timedelta:
         return timedelta(minutes=self.grace_minutes)
+
+    @property
+    def claim_lease(self) -> timedelta:
+        return timedelta(seconds=self.claim_lease_seconds)
 
 
 def attempt_result(call: Call) -> str:

@@ -40,7 +40,7 @@ from shared.bus import EventBus
 from shared.db import Database, sync_url
 from shared.models import ScheduledCall
 from shared.phone import timezone_of
-from shared.scheduling import store
+from shared.scheduling import policy, store
 from shared.scheduling.policy import ScheduleSettings, attempt_result, should_retry
 from shared.scheduling.when import describe
 from shared.scheduling.window import CallingWindow
@@ -50,6 +50,7 @@ Notify = Callable[[int, str], Awaitable[None]]          # (owner's Telegram id, 
 Clock = Callable[[], datetime]
 
 JOB_PREFIX = "scheduled-call-"
+RESULT_TEXT = {"interrupted": "cut off while dialing (the dialer stopped; the call may not have gone out)"}
 JOBS_TABLE = "apscheduler_jobs"
 
 
@@ -139,9 +140,11 @@ class CallScheduler:
         await asyncio.to_thread(self._engine.dispose)
 
     async def reconcile(self) -> None:
-        """Every open row gets its job back; attempts that ended while no one listened are settled."""
+        """Every open row gets its job back; attempts that ended while no one listened are settled, and
+        attempts cut off between claim and dial are given up."""
         for row, _call in await store.ended_attempts(self.db):
             await self.on_call_ended(row.last_call_id or 0)
+        await self.sweep_stale_claims()
         for row in await store.list_open(self.db):
             if row.status == store.PENDING and await self._job_run_at(row.id or 0) is None:
                 await self._add_job(row.id or 0, row.run_at)
@@ -190,6 +193,7 @@ class CallScheduler:
 
     async def run_due(self) -> int:
         """Fire every job due at `clock()`: what APScheduler's timer does at wall time, for a test clock."""
+        await self.sweep_stale_claims()
         due = await asyncio.to_thread(self._store.get_due_jobs, self.clock())
         fired = 0
         for job in due:
@@ -226,9 +230,17 @@ class CallScheduler:
                                           f"callee's calling window {window.describe()}; moved to "
                                           f"{describe(opening, row.timezone)}.")
                 return
-        if not await store.claim(self.db, sc_id):
+        if not await store.claim(self.db, sc_id, now):
             return
         await self._place(row, attempt=row.attempts + 1)
+
+    async def sweep_stale_claims(self) -> None:
+        """A claim whose call never came: the process that claimed it stopped while dialing. Its lock would
+        otherwise hold the row "running" for ever; it counts as an attempt that may not have been placed."""
+        for row in await store.stale_claims(self.db, self.clock() - self.settings.claim_lease):
+            logger.warning("scheduled call {}: attempt {} was claimed but never dialed; giving it up",
+                           row.id, row.attempts)
+            await self._after_attempt(row.id or 0, "interrupted", None)
 
     async def _place(self, row: ScheduledCall, *, attempt: int) -> None:
         sc_id = row.id or 0
@@ -240,7 +252,8 @@ class CallScheduler:
                                   f"{row.to_number} could not be placed: {exc}")
             await self._after_attempt(sc_id, "failed", None)
             return
-        await store.set_last_call(self.db, sc_id, call_id)
+        if not await store.set_last_call(self.db, sc_id, call_id):
+            logger.warning("scheduled call {}: call {} placed after its claim was given up", sc_id, call_id)
         await self._tell(row, f"Scheduled call #{sc_id}: attempt {attempt}/{row.max_attempts}, calling "
                               f"{row.to_number} now (call #{call_id}).")
         call = await store.get_call(self.db, call_id)
@@ -261,19 +274,20 @@ class CallScheduler:
         if row is None:
             return
         head = f"Scheduled call #{sc_id}: attempt {row.attempts}/{row.max_attempts} to {row.to_number}"
+        said = RESULT_TEXT.get(result, result)
         if should_retry(result, row.attempts, row.max_attempts):
             next_at = self.clock() + timedelta(minutes=row.retry_delay_minutes)
             if await store.move(self.db, sc_id, store.RUNNING, store.PENDING, last_call_id=call_id,
                                 run_at=next_at):
                 await self._add_job(sc_id, next_at)
                 nxt = f"({row.attempts + 1}/{row.max_attempts}) at {describe(next_at, row.timezone)}"
-                await self._tell(row, f"{head}: {result}. Next attempt {nxt}.")
+                await self._tell(row, f"{head}: {said}. Next attempt {nxt}.")
             return
         final = store.DONE if result == "completed" else store.FAILED
         if await store.move(self.db, sc_id, store.RUNNING, final, last_call_id=call_id):
             tail = "done." if final == store.DONE else (
-                "no attempts left." if result in ("busy", "no-answer", "failed", "voicemail") else "stopped.")
-            await self._tell(row, f"{head}: {result}; {tail}")
+                "no attempts left." if result in policy.RETRY_ON else "stopped.")
+            await self._tell(row, f"{head}: {said}; {tail}")
 
     async def _listen(self, subscribed: asyncio.Event) -> None:
         assert self._bus is not None
@@ -287,9 +301,13 @@ class CallScheduler:
 
     def _on_job_executed(self, event: JobExecutionEvent) -> None:
         # Runs in APScheduler's worker thread: hand the work to the event loop.
-        if self._loop is not None and event.job_id.startswith(JOB_PREFIX):
+        if self._loop is None:
+            return
+        if event.job_id.startswith(JOB_PREFIX):
             sc_id = int(event.job_id.removeprefix(JOB_PREFIX))
             self._loop.call_soon_threadsafe(lambda: self._spawn(self.fire(sc_id)))
+        elif event.job_id == "poll":
+            self._loop.call_soon_threadsafe(lambda: self._spawn(self.sweep_stale_claims()))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -68,16 +68,37 @@ async def move(db: Database, sc_id: int, expected: str, new: str, *,
     return bool(result.rowcount)
 
 
-async def claim(db: Database, sc_id: int) -> bool:
-    """The lock: pending -> running and one more attempt counted, for exactly one caller."""
-    return await move(db, sc_id, PENDING, RUNNING, attempts=ScheduledCall.attempts + 1)  # type: ignore[operator]
+async def claim(db: Database, sc_id: int, now: datetime) -> bool:
+    """The lock: pending -> running and one more attempt counted, for exactly one caller.
 
-
-async def set_last_call(db: Database, sc_id: int, call_id: int) -> None:
+    The previous attempt's call is forgotten here: until this attempt has its own call, a running row with
+    no call is what a cut-off claim looks like (`stale_claims`), and an old call's end can't settle it."""
+    stmt = (update(ScheduledCall).where(col(ScheduledCall.id) == sc_id, col(ScheduledCall.status) == PENDING)
+            .values(status=RUNNING, attempts=ScheduledCall.attempts + 1, last_call_id=None, claimed_at=now))
     async with db.session() as s:
-        await s.exec(update(ScheduledCall).where(col(ScheduledCall.id) == sc_id)  # type: ignore[call-overload]
-                     .values(last_call_id=call_id))
+        result = await s.exec(stmt)  # type: ignore[call-overload]
         await s.commit()
+    return bool(result.rowcount)
+
+
+async def set_last_call(db: Database, sc_id: int, call_id: int) -> bool:
+    """Tie the attempt to its call; False if the claim was given up meanwhile (lease ran out)."""
+    async with db.session() as s:
+        result = await s.exec(update(ScheduledCall)  # type: ignore[call-overload]
+                              .where(col(ScheduledCall.id) == sc_id, col(ScheduledCall.status) == RUNNING,
+                                     col(ScheduledCall.last_call_id).is_(None))
+                              .values(last_call_id=call_id))
+        await s.commit()
+    return bool(result.rowcount)
+
+
+async def stale_claims(db: Database, claimed_before: datetime) -> list[ScheduledCall]:
+    """Running rows whose claim never got a call: the process that claimed them stopped while dialing."""
+    query = select(ScheduledCall).where(
+        ScheduledCall.status == RUNNING, col(ScheduledCall.last_call_id).is_(None),
+        (col(ScheduledCall.claimed_at) < claimed_before) | col(ScheduledCall.claimed_at).is_(None))
+    async with db.session() as s:
+        return list((await s.exec(query)).all())
 
 
 async def by_last_call(db: Database, call_id: int) -> ScheduledCall | None:

@@ -357,6 +357,47 @@ async def test_failed_placement_counts_as_an_attempt(stack) -> None:  # type: ig
     assert "could not be placed: too many calls at once" in dialer.messages[-2][1]
 
 
+async def test_claim_cut_off_before_dialing_is_retried_after_its_lease(stack) -> None:  # type: ignore[no-untyped-def]
+    """The process that claimed an attempt died before dialing: the row must not stay "running" for ever."""
+    make, dialer, clock = stack
+    first = await make()
+    row = await _schedule(first, MONDAY_NOON_UTC)
+    assert await store.claim(first.db, row.id or 0, clock.at)  # what fire() does, then the process dies
+    await first.close()
+    second = await make()  # start-up sweep: the lease has not run out yet, the claim may still be dialing
+    fresh = await store.get(second.db, row.id or 0)
+    assert fresh is not None and fresh.status == "running"
+    clock.at += timedelta(seconds=121)  # SCHEDULE_CLAIM_LEASE_SECONDS=120 by default
+    await second.run_due()
+    fresh = await store.get(second.db, row.id or 0)
+    assert fresh is not None and (fresh.status, fresh.attempts) == ("pending", 1)
+    assert "attempt 1/3 to +12125550100: cut off while dialing" in dialer.messages[-1][1]
+    assert "Next attempt (2/3)" in dialer.messages[-1][1]
+    clock.at = fresh.run_at
+    assert await second.run_due() == 1
+    assert len(dialer.placed) == 1  # the retry dialed; nothing dialed twice
+
+
+async def test_retry_claim_forgets_the_previous_call(stack) -> None:  # type: ignore[no-untyped-def]
+    """A second attempt's claim must not look like the first call ended: a cut-off retry is swept, not
+    settled with the first call's result again."""
+    make, dialer, clock = stack
+    sched = await make()
+    row = await _schedule(sched, MONDAY_NOON_UTC)
+    await sched.run_due()
+    await dialer.end(dialer.placed[0], "busy")
+    await _settle(sched)
+    fresh = await store.get(sched.db, row.id or 0)
+    assert fresh is not None and fresh.status == "pending"
+    clock.at = fresh.run_at
+    assert await store.claim(sched.db, row.id or 0, clock.at)  # attempt 2 claimed, then the process dies
+    await sched.close()
+    again = await make()
+    assert await store.ended_attempts(again.db) == []
+    fresh = await store.get(again.db, row.id or 0)
+    assert fresh is not None and (fresh.status, fresh.last_call_id, fresh.attempts) == ("running", None, 2)
+
+
 async def test_apscheduler_timer_wakes_the_job_at_wall_time(db: Database) -> None:
     """The real APScheduler loop (wall clock) fires a due job through the listener."""
     await _add_user(db)
