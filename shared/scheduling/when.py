@@ -20,6 +20,13 @@ class WhenError(ValueError):
 
 # dateparser reads "tomorrow at 9" as tomorrow at the current clock time; "at 9:00" it gets right.
 _BARE_AT_HOUR = re.compile(r"\bat\s+(\d{1,2})\b(?![:.]\d|\s*[ap]\.?m\b)", re.IGNORECASE)
+# "tomorrow 9" / "fri 14": dateparser takes the bare number for a day of the month; a number 0-23 right
+# after a day word is an hour (unless a month name follows: "mon 12 jan").
+_DAY_THEN_HOUR = re.compile(
+    r"\b(today|tonight|tomorrow|(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day)?|"
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday)\s+([01]?\d|2[0-3])\b"
+    r"(?![:.]\d|\s*[ap]\.?m\b|\s*(?:st|nd|rd|th)\b|\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))",
+    re.IGNORECASE)
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 EXAMPLES = '"tomorrow 9am", "in 2 hours", "mon 8:30" or "2026-03-04 09:00"'
 
@@ -32,7 +39,8 @@ def zone(name: str) -> ZoneInfo:
 
 
 def _normalise(text: str) -> str:
-    return _BARE_AT_HOUR.sub(lambda m: f"at {m.group(1)}:00", text.strip())
+    text = _BARE_AT_HOUR.sub(lambda m: f"at {m.group(1)}:00", text.strip())
+    return _DAY_THEN_HOUR.sub(lambda m: f"{m.group(1)} at {m.group(2)}:00", text)
 
 
 def parse_when(text: str, *, tz: str, now: datetime, max_ahead: timedelta) -> datetime:

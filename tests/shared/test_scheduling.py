@@ -116,6 +116,9 @@ async def _schedule(sched: CallScheduler, run_at: datetime, **fields: object) ->
     ("in 2 hours", datetime(2026, 1, 5, 20, 0)),
     ("mon 8:30", datetime(2026, 1, 12, 8, 30)),   # today is Monday 18:00 Paris: next Monday
     ("tomorrow at 9", datetime(2026, 1, 6, 9, 0)),
+    ("tomorrow 9", datetime(2026, 1, 6, 9, 0)),      # a bare number after a day word is the hour
+    ("fri 14", datetime(2026, 1, 9, 14, 0)),
+    ("friday 8", datetime(2026, 1, 9, 8, 0)),
     ("2026-03-04 09:00", datetime(2026, 3, 4, 9, 0)),
     ("2026-03-04T09:00", datetime(2026, 3, 4, 9, 0)),
 ])
