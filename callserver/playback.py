@@ -1,11 +1,17 @@
 """Outbound audio to Twilio, and the truth about what the callee has actually heard.
 
-Audio goes out as it arrives, in chunks of at most 40 ms, each followed by a ``mark``. Twilio echoes a
-mark once the audio queued before it has played, so the position of the last echoed mark is how far
-playback got. Text is mapped to audio per phrase (a ``Segment``): the words of a phrase count as heard
-in proportion to its bytes played, whole words only and rounding down, so the agent never claims a
-word the callee did not hear. On ``clear`` Twilio drops its buffer and echoes every pending mark at
-once: those echoes are ignored, the heard position is the one from before the clear.
+Audio goes out as it arrives: each TTS chunk is one ``media`` message (at most 0.5 s; a longer chunk is
+split) followed by one ``mark``. Two WebSocket messages per chunk instead of per 40 ms: both ends pay
+per message (JSON, framing, a task wake-up), and at 100 calls that was most of the outbound cost.
+Twilio echoes a mark once the audio queued before it has played, so the last echoed mark is how far
+playback surely got (``played``: what ``wait_played`` and ``speaking`` use). Between two marks the
+heard position is interpolated (``heard_position``): playback of the next chunk started when the last
+mark was echoed or when the chunk was sent, whichever is later, and runs at 8 bytes per ms; a margin
+(the one-way trip to Twilio) is taken off, and it never passes the next pending mark. Text is mapped to
+audio per phrase (a ``Segment``): the words of a phrase count as heard in proportion to its bytes
+heard, whole words only and rounding down, so the agent never claims a word the callee did not hear.
+On ``clear`` Twilio drops its buffer and echoes every pending mark at once: those echoes are ignored,
+the heard position is the one from before the clear.
 """
 
 from __future__ import annotations
@@ -13,12 +19,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from loguru import logger
 
-CHUNK_BYTES = 320  # 40 ms of mu-law 8 kHz: the granularity of "how much was heard"
+MAX_MEDIA_BYTES = 4000
+"""0.5 s of mu-law 8 kHz per ``media`` message: a longer TTS chunk is split, each part with its mark."""
+BYTES_PER_MS = 8
+HEARD_MARGIN_MS = 120.0
+"""Taken off the interpolated position: our audio reaches Twilio's buffer some time after we send it."""
 EST_BYTES_PER_CHAR = 480  # ~60 ms of speech per character, while a phrase's audio is still arriving
 ATTACH_WAIT_S = 5.0
 
@@ -81,10 +93,12 @@ class Playback:
         self.sink: AudioSink | None = None
         self._attached = asyncio.Event()
         self._names = itertools.count(1)
-        self._pending: dict[str, int] = {}
-        """Mark name -> stream position (bytes) it stands for, in send order."""
+        self._pending: deque[tuple[str, int, float]] = deque()
+        """(mark name, stream position in bytes it stands for, monotonic time sent), in send order."""
         self.queued = 0
         self.played = 0
+        self._played_at = 0.0
+        """When ``played`` last moved (a mark echo or a clear): monotonic seconds."""
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     # --- streams --------------------------------------------------------------------------------
@@ -107,17 +121,17 @@ class Playback:
         return seg
 
     async def send(self, seg: Segment, audio: bytes) -> bool:
-        """Send audio for ``seg`` (chunk + mark each 40 ms); False if there is no stream to play it."""
+        """Send audio for ``seg`` now (media + mark per 0.5 s); False if there is no stream to play it."""
         sink = await self._sink()
         if sink is None:
             return False
-        for i in range(0, len(audio), CHUNK_BYTES):
-            chunk = audio[i:i + CHUNK_BYTES]
+        for i in range(0, len(audio), MAX_MEDIA_BYTES):
+            chunk = audio[i:i + MAX_MEDIA_BYTES]
             await sink.send_audio(chunk)
             seg.received += len(chunk)
             self.queued += len(chunk)
             name = f"a{next(self._names)}"
-            self._pending[name] = self.queued
+            self._pending.append((name, self.queued, time.monotonic()))
             await sink.send_mark(name)
         return True
 
@@ -136,11 +150,29 @@ class Playback:
         return self.queued > self.played
 
     def on_mark(self, name: str) -> None:
-        position = self._pending.pop(name, None)
-        if position is None:
+        pending = self._pending
+        if not pending or (pending[0][0] != name and all(n != name for n, _, _ in pending)):
             return  # an echo forced by clear, or from a stream already gone
+        while True:  # echoes come in send order: any mark before this one has played too
+            mark, position, _ = pending.popleft()
+            if mark == name:
+                break
         self.played = max(self.played, position)
+        self._played_at = time.monotonic()
         self._release()
+
+    def heard_position(self, now: float | None = None) -> int:
+        """Bytes the callee has heard by ``now``: the last echoed mark plus the time the next chunk has
+        been playing (since that echo or since it was sent, the later) at 8 bytes per ms, less
+        ``HEARD_MARGIN_MS``; never past the next pending mark (its echo would say so)."""
+        if not self._pending:
+            return self.played
+        _, end, sent_at = self._pending[0]
+        now = time.monotonic() if now is None else now
+        playing_ms = (now - max(self._played_at, sent_at)) * 1000 - HEARD_MARGIN_MS
+        if playing_ms <= 0:
+            return self.played
+        return min(end, self.played + int(playing_ms * BYTES_PER_MS))
 
     async def wait_played(self, position: int | None = None) -> None:
         """Until everything queued so far (or up to ``position``) has played, or can no longer play."""
@@ -152,7 +184,8 @@ class Playback:
         await future
 
     def heard(self, utterance: Utterance) -> str:
-        return " ".join(t for t in (s.heard(self.played) for s in utterance.segments) if t)
+        position = self.heard_position()
+        return " ".join(t for t in (s.heard(position) for s in utterance.segments) if t)
 
     def fully_played(self, utterance: Utterance) -> bool:
         return all(s.done and self.played >= s.end for s in utterance.segments)
@@ -169,6 +202,7 @@ class Playback:
         # Positions stay monotonic: audio sent from now on starts at `queued`, and nothing before it
         # will play any more.
         self.played = self.queued
+        self._played_at = time.monotonic()
         self._release()
 
     def _release(self) -> None:
