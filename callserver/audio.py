@@ -2,8 +2,10 @@
 
 ``audioop`` is gone from Python 3.13, so the codec is two lookup tables (ITU-T G.711: bias 0x84, clip 32635).
 Every function here is a handful of vectorised numpy operations on at most a few hundred samples: cheap
-enough to run on the event loop for every 20 ms frame. sim/audio.py has its own copy of the same tables on
-purpose: the emulators stand for the outside world and import nothing of the product, and the reverse.
+enough for the event loop. At that size numpy's per-call overhead, not the samples, is the cost, so the
+per-frame checks of a live call (``levels``, ``tone_shares``) take several frames in one call.
+sim/audio.py has its own copy of the same tables on purpose: the emulators stand for the outside world
+and import nothing of the product, and the reverse.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ _ENCODE = _encode_table()
 _DECODE = _decode_table()
 _SQUARES = _DECODE.astype(np.float64) ** 2
 """Squared sample value per mu-law byte: frame energy in one table lookup (it runs on every frame)."""
+_SAMPLES = _DECODE.astype(np.float64)
+"""Sample value per mu-law byte as float64, what the spectra need (decoded and converted in one lookup)."""
 
 
 def encode(pcm: np.ndarray) -> bytes:
@@ -96,3 +100,29 @@ def tone_share(mulaw: bytes, low_hz: float = 300.0, high_hz: float = 3400.0) -> 
     peak = float(freqs[band][np.argmax(spectrum[band])])
     near = np.abs(freqs - peak) <= 60
     return peak, float(spectrum[near].sum()) / total
+
+
+def levels(frames: list[bytes]) -> np.ndarray:
+    """``rms`` of each frame, in one vectorised pass when the frames are the same size (Twilio: 160)."""
+    size = len(frames[0]) if frames else 0
+    if size and all(len(f) == size for f in frames):
+        block = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(len(frames), size)
+        return np.sqrt(_SQUARES.take(block).sum(axis=1) / size)
+    return np.array([rms(f) for f in frames], dtype=np.float64)
+
+
+def tone_shares(frames: list[bytes], low_hz: float = 300.0, high_hz: float = 3400.0) -> np.ndarray:
+    """``tone_share(frame)[1]`` of each frame, with one FFT over all of them when they are the same size."""
+    size = len(frames[0]) if frames else 0
+    if size < 64 or any(len(f) != size for f in frames):
+        return np.array([tone_share(f, low_hz, high_hz)[1] for f in frames], dtype=np.float64)
+    window, freqs, band = _spectrum_setup(size, low_hz, high_hz)
+    if not band.any():
+        return np.zeros(len(frames))
+    pcm = _SAMPLES.take(np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(len(frames), size))
+    spectrum = np.abs(np.fft.rfft(pcm * window, axis=1)) ** 2
+    total = spectrum.sum(axis=1)
+    peaks = freqs[band][np.argmax(spectrum[:, band], axis=1)]
+    near = np.abs(freqs[None, :] - peaks[:, None]) <= 60
+    shares = (spectrum * near).sum(axis=1) / np.where(total > 0, total, 1.0)
+    return np.where(total > 0, shares, 0.0)

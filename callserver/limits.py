@@ -51,6 +51,13 @@ class Limit:
             return "warn"
         return None
 
+    @property
+    def next_due_ms(self) -> float:
+        """Elapsed time before which ``check`` has nothing to say (so the caller can skip asking)."""
+        if not self.warned:
+            return self.warn_at_ms
+        return self.end_at_ms if not self.reached else float("inf")
+
     def left_s(self, elapsed_ms: float) -> int:
         return max(0, round((self.end_at_ms - elapsed_ms) / 1000))
 
@@ -65,10 +72,22 @@ class SilenceMeter:
 
     def feed(self, frame: bytes) -> float | None:
         """The run's length when it just crossed the report threshold, else None."""
-        if rms(frame) >= SILENCE_RMS:
+        return self.feed_level(rms(frame), len(frame) / BYTES_PER_MS)
+
+    def feed_levels(self, levels: list[float], frames_ms: list[float]) -> float | None:
+        """``feed`` for frames whose ``rms`` was measured in one batch: the run's length when it crossed
+        the report threshold within them (at most once: the report ends that stretch's reporting)."""
+        crossed = None
+        for level, frame_ms in zip(levels, frames_ms, strict=True):
+            crossed = self.feed_level(level, frame_ms) or crossed
+        return crossed
+
+    def feed_level(self, level: float, frame_ms: float) -> float | None:
+        """``feed`` for a frame whose ``rms`` is known already (measured with others in one batch)."""
+        if level >= SILENCE_RMS:
             self.run_ms, self.reported = 0.0, False
             return None
-        self.run_ms += len(frame) / BYTES_PER_MS
+        self.run_ms += frame_ms
         if not self.reported and self.run_ms >= self.report_ms:
             self.reported = True
             return self.run_ms

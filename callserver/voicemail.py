@@ -15,7 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from callserver.audio import rms, tone_share
+import numpy as np
+
+from callserver.audio import rms, tone_share, tone_shares
 
 GREETING = re.compile("|".join([
     r"\bleave\s+(?:me\s+|us\s+)?(?:a\s+|your\s+)?(?:brief\s+|short\s+|detailed\s+)?message\b",
@@ -63,16 +65,30 @@ class BeepDetector:
     last_end_ms: float | None = None
 
     def feed(self, frame: bytes, now_ms: float) -> None:
-        tonal = False
-        if rms(frame) >= BEEP_RMS:
-            _, share = tone_share(frame)
-            tonal = share >= BEEP_SHARE
+        self.feed_tonal(len(frame) / 8, is_tonal(frame), now_ms)
+
+    def feed_tonal(self, frame_ms: float, tonal: bool, now_ms: float) -> None:
+        """One frame already judged by ``is_tonal`` (or ``tonal_frames``, several at once)."""
         if tonal:
-            self.run_ms += len(frame) / 8
+            self.run_ms += frame_ms
         else:
             if self.run_ms >= BEEP_MIN_MS:
                 self.last_end_ms = now_ms
             self.run_ms = 0.0
+
+
+def is_tonal(frame: bytes) -> bool:
+    """Loud, and nearly all of its energy in one narrow peak: a frame of a beep."""
+    return rms(frame) >= BEEP_RMS and tone_share(frame)[1] >= BEEP_SHARE
+
+
+def tonal_frames(frames: list[bytes], frame_levels: np.ndarray) -> np.ndarray:
+    """``is_tonal`` of each frame, given their ``rms``: one batched spectrum over the loud ones only."""
+    tonal = np.zeros(len(frames), dtype=bool)
+    loud = np.flatnonzero(frame_levels >= BEEP_RMS)
+    if loud.size:
+        tonal[loud] = tone_shares([frames[i] for i in loud]) >= BEEP_SHARE
+    return tonal
 
 
 @dataclass

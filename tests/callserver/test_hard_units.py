@@ -3,6 +3,8 @@ IVR / hold / voicemail language, the recording-vs-person classifier, limits, dea
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -170,3 +172,32 @@ def test_voicemail_greetings_and_message() -> None:
     assert voicemail.message_for(Info(), Settings()) == "Please call Sam back."
     assert voicemail.summary_of([("callee", "Leave a message"), ("agent", "Hi Sam")]) == (
         "Voicemail left: \u201cHi Sam\u201d")
+
+
+def test_batched_beep_check_arms_as_the_per_frame_detector_would(settings_factory: Any) -> None:
+    """HardCalls checks idle audio 25 frames at a time; arming flushes, so the beep before it still counts."""
+    from tests.callserver.test_hardcalls import make
+
+    hard, session = make(settings_factory)
+    reference = voicemail.BeepDetector()
+    stream = hold_music(1000) + beep(400) + audio.silence(60)  # 73 frames: the last 23 not checked yet
+    clock = 0.0
+    for i in range(0, len(stream), 160):
+        clock += 20
+        hard.on_media(stream[i:i + 160])
+        reference.feed(stream[i:i + 160], clock)
+    assert hard.beeps.last_end_ms is None  # still waiting in the batch
+    assert hard.on_turn("Please leave a message after the tone.") is True
+    assert (hard.beeps.last_end_ms, hard.beeps.run_ms) == (reference.last_end_ms, reference.run_ms)
+    assert reference.last_end_ms is not None
+    hard.on_media(audio.silence(20))  # armed: every frame is checked at once, and the beep is over
+    assert hard.voicemail.state == "leaving" and session.spawned
+
+
+def test_dead_air_reported_from_batches_like_frame_by_frame() -> None:
+    one, many = SilenceMeter(report_ms=1000), SilenceMeter(report_ms=1000)
+    quiet = audio.silence(20)
+    singles = [one.feed(quiet) for _ in range(75)]
+    batches = [many.feed_levels([0.0] * 25, [20.0] * 25) for _ in range(3)]
+    assert [r for r in singles if r] == [r for r in batches if r] == [1000.0]
+    assert many.feed_levels([0.0, 500.0], [20.0, 20.0]) is None and many.run_ms == 0

@@ -24,7 +24,7 @@ from callserver.llm.base import LLMError
 from callserver.llm.openai import OpenAILLM
 from callserver.stt.deepgram import DeepgramSTT
 from callserver.tools import default_registry, to_anthropic, to_openai
-from callserver.twilio_stream import MediaStream
+from callserver.twilio_stream import Media, MediaStream
 from dialer.runtime import loop_factory, tune_gc
 from sim.deepgram import DeepgramEmulator
 from sim.server import serve
@@ -214,3 +214,45 @@ def test_loop_factory_gives_uvloop_where_installed() -> None:
         assert type(loop).__module__.startswith("uvloop")
     finally:
         loop.close()
+
+
+def test_batched_levels_and_tone_shares_equal_the_per_frame_ones() -> None:
+    rng = np.random.default_rng(3)
+    t = np.arange(160) / audio.SAMPLE_RATE
+    frames = [rng.integers(0, 256, 160, dtype=np.uint8).tobytes() for _ in range(20)]
+    frames += [audio.encode(8000 * np.sin(2 * np.pi * f * t)) for f in (440, 1000, 2900)]
+    frames += [audio.silence(20), audio.encode(rng.normal(0, 3000, 160))]
+    assert audio.levels(frames).tolist() == pytest.approx([audio.rms(f) for f in frames], rel=1e-12)
+    assert audio.tone_shares(frames).tolist() == pytest.approx([audio.tone_share(f)[1] for f in frames],
+                                                               rel=1e-9, abs=1e-12)
+    mixed = [frames[0], frames[21][:100], b"", frames[3][:40]]  # other sizes: one by one, same answers
+    assert audio.levels(mixed).tolist() == pytest.approx([audio.rms(f) for f in mixed])
+    assert audio.tone_shares(mixed).tolist() == pytest.approx([audio.tone_share(f)[1] for f in mixed])
+    assert audio.levels([]).size == 0 and audio.tone_shares([]).size == 0
+
+
+def _media_frame(payload: bytes, compact: bool, track: str = "inbound", timestamp: str = "2380") -> str:
+    encoded = base64.b64encode(payload).decode()
+    body = {"track": track, "chunk": "120", "timestamp": timestamp, "payload": encoded}
+    message = {"event": "media", "sequenceNumber": "123", "media": body, "streamSid": "MZ1"}
+    return json.dumps(message, separators=(",", ":") if compact else (", ", ": "))
+
+
+def test_media_fast_path_parses_as_json_would_and_falls_back_on_anything_odd() -> None:
+    stream = MediaStream(CapturingWs(), {"streamSid": "MZ1", "start": {"callSid": "CA1"}})  # type: ignore[arg-type]
+    audio_bytes = os.urandom(160)
+    for compact in (True, False):
+        media = stream._parse(_media_frame(audio_bytes, compact))
+        assert media == Media(audio_bytes, 2380, "inbound")
+        assert stream._parse(_media_frame(audio_bytes, compact, track="outbound")) is None  # not announced
+    # Escaped slashes are valid JSON a fast path must not misread: json.loads takes these.
+    escaped = _media_frame(b"\xff" * 160, True).replace("/", "\\/")
+    assert stream._parse(escaped) == Media(b"\xff" * 160, 2380, "inbound")
+    reordered = json.dumps({"event": "media", "streamSid": "MZ1", "media": {
+        "payload": base64.b64encode(audio_bytes).decode()}})  # no track, no timestamp
+    assert stream._parse(reordered) == Media(audio_bytes, 0, "inbound")
+    assert stream._parse(_media_frame(audio_bytes, True).replace('"payload":"', '"payload":"*')) is None
+    assert stream._parse(_media_frame(audio_bytes, True)[:-1]) is None  # truncated: malformed, skipped
+    assert stream._parse(_media_frame(audio_bytes, True, timestamp="x")) is None
+    forked = MediaStream(CapturingWs(), {"streamSid": "MZ1", "start": {"tracks": ["inbound", "outbound"]}})  # type: ignore[arg-type]
+    assert forked._parse(_media_frame(audio_bytes, True, "outbound")) == Media(audio_bytes, 2380, "outbound")
