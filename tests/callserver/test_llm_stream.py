@@ -1,0 +1,197 @@
+"""The LLM providers' own SSE parsing (raw streaming responses): events, chunks, tool calls, usage, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+
+from callserver.history import History
+from callserver.llm.base import Done, LLMError, LLMEvent, TextDelta, ToolCallEvent, Usage
+from callserver.llm.openai import ChunkReader, OpenAILLM
+from callserver.llm.sse import SseDecoder, SseEvent
+from callserver.tools import default_registry, to_openai
+from sim.llm_script import Reply, ReplyQueue, ToolCall
+from sim.openai import create_openai_app
+from sim.server import serve
+
+TOOLS = default_registry().defs
+
+
+def _history() -> History:
+    history = History("You call a dentist.")
+    history.add_user("Hello, Smile Dental?")
+    return history
+
+
+async def _collect(events: AsyncIterator[LLMEvent]) -> list[LLMEvent]:
+    return [e async for e in events]
+
+
+# --- SSE ------------------------------------------------------------------------------------------
+BODY = (b"event: message_start\r\ndata: {\"a\": 1}\r\n\r\n"
+        b": a comment\n\n"
+        b"data: {\"b\":\ndata: 2}\n\n"
+        b"data:nospace\n\n"
+        b"data: [DONE]\n\n")
+EVENTS = [SseEvent("message_start", '{"a": 1}'), SseEvent("", '{"b":\n2}'), SseEvent("", "nospace"),
+          SseEvent("", "[DONE]")]
+
+
+def test_sse_events_are_the_same_however_the_body_is_cut() -> None:
+    for cut in range(len(BODY)):
+        decoder = SseDecoder()
+        assert decoder.feed(BODY[:cut]) + decoder.feed(BODY[cut:]) == EVENTS, cut
+    decoder = SseDecoder()
+    assert [e for i in range(len(BODY)) for e in decoder.feed(BODY[i:i + 1])] == EVENTS
+
+
+def test_sse_event_waits_for_its_empty_line() -> None:
+    decoder = SseDecoder()
+    assert decoder.feed(b'data: {"x": 1}\n') == []
+    assert decoder.feed(b"\n") == [SseEvent("", '{"x": 1}')]
+
+
+# --- chat.completion.chunk -----------------------------------------------------------------------
+def _chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> str:
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
+    return json.dumps({"id": "c1", "object": "chat.completion.chunk", "choices": choices, "usage": None,
+                       **extra})
+
+
+def test_tool_call_deltas_split_across_chunks_are_assembled_by_index() -> None:
+    reader = ChunkReader()
+    fed: list[LLMEvent] = []
+    for data in [
+        _chunk({"role": "assistant", "content": ""}),
+        _chunk({"content": "One"}), _chunk({"content": " moment."}),
+        _chunk({"tool_calls": [{"index": 0, "id": "call_a", "type": "function",
+                                "function": {"name": "note_fact", "arguments": ""}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"label": "r'}}]}),
+        _chunk({"tool_calls": [{"index": 1, "id": "call_b", "type": "function",
+                                "function": {"name": "end_call", "arguments": "{"}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'ef", "value": "A-1"}'}}]}),
+        _chunk({"tool_calls": [{"index": 1, "function": {"arguments": "}"}}]}),
+        _chunk({}, "tool_calls"),
+        _chunk(usage={"prompt_tokens": 120, "completion_tokens": 9, "total_tokens": 129}),
+        "[DONE]",
+    ]:
+        fed += reader.feed(data)
+    assert fed == [TextDelta("One"), TextDelta(" moment.")]
+    assert reader.end("openai") == [
+        ToolCallEvent("call_a", "note_fact", {"label": "ref", "value": "A-1"}),
+        ToolCallEvent("call_b", "end_call", {}),
+        Usage("openai", 120, 9), Done("tool_calls")]
+
+
+def test_an_error_chunk_mid_stream_raises_with_its_message() -> None:
+    reader = ChunkReader()
+    assert reader.feed(_chunk({"content": "Hel"})) == [TextDelta("Hel")]
+    with pytest.raises(LLMError, match="openai: The server had an error"):
+        reader.feed(json.dumps({"error": {"message": "The server had an error", "type": "server_error"}}))
+    with pytest.raises(LLMError, match="An error occurred during streaming"):
+        ChunkReader().feed(json.dumps({"error": {"code": 1}}))
+
+
+def test_a_stream_without_finish_reason_is_an_error_and_nothing_after_done_counts() -> None:
+    reader = ChunkReader()
+    reader.feed(_chunk({"content": "Hi"}))
+    with pytest.raises(LLMError, match="without a finish_reason"):
+        reader.end("openai")
+    reader.feed("[DONE]")
+    assert reader.feed(_chunk({"content": "late"}, "stop")) == []
+    with pytest.raises(LLMError, match="not JSON"):
+        ChunkReader().feed("{broken")
+
+
+# --- against the emulator, through the real SDK ----------------------------------------------------
+@pytest.fixture
+async def openai_sim() -> AsyncIterator[tuple[Any, OpenAILLM]]:
+    emu = create_openai_app(ReplyQueue(), ttft_s=0.01, tokens_per_s=2000)
+    async with serve(emu.app) as url:
+        llm = OpenAILLM(api_key="k", base_url=f"{url}/v1", model="gpt-test")
+        yield emu, llm
+        await llm.close()
+
+
+async def test_usage_is_the_emulators_billed_tokens(openai_sim: tuple[Any, OpenAILLM]) -> None:
+    emu, llm = openai_sim
+    emu.brain.push(Reply("Sure, one moment.", [ToolCall("note_fact", {"label": "a", "value": "b"})]))
+    events = await _collect(llm.stream(_history(), TOOLS))
+    usage = [e for e in events if isinstance(e, Usage)]
+    record = emu.requests[-1]
+    assert usage == [Usage("openai", record.input_tokens, record.output_tokens)] and record.output_tokens > 3
+    assert [e.name for e in events if isinstance(e, ToolCallEvent)] == ["note_fact"]
+    assert isinstance(events[-1], Done) and events[-1].stop_reason == "tool_calls"
+    assert emu.requests[-1].body["stream_options"] == {"include_usage": True}
+
+
+async def test_an_error_event_mid_stream_raises_after_the_words_before_it(
+        openai_sim: tuple[Any, OpenAILLM]) -> None:
+    emu, llm = openai_sim
+    emu.brain.push("Hello, I am calling about the appointment.")
+    emu.error_after_tokens = 2
+    received = ""
+    with pytest.raises(LLMError, match="server had an error"):
+        async for event in llm.stream(_history(), TOOLS):
+            received += getattr(event, "text", "")
+    assert received == "Hello,"
+
+
+async def test_a_body_cut_off_mid_stream_raises(openai_sim: tuple[Any, OpenAILLM]) -> None:
+    emu, llm = openai_sim
+    emu.brain.push("Hello, I am calling about the appointment.")
+    emu.drop_after_tokens = 3
+    with pytest.raises(LLMError):
+        await _collect(llm.stream(_history(), TOOLS))
+
+
+async def test_http_errors_are_the_sdks_errors_wrapped(openai_sim: tuple[Any, OpenAILLM]) -> None:
+    emu, llm = openai_sim
+    emu.faults.http_status = 429
+    with pytest.raises(LLMError) as caught:
+        await _collect(llm.stream(_history(), TOOLS))
+    assert isinstance(caught.value.__cause__, openai.RateLimitError)
+
+
+async def test_closing_the_stream_early_cancels_generation(openai_sim: tuple[Any, OpenAILLM]) -> None:
+    emu, llm = openai_sim
+    emu.tokens_per_s = 20
+    emu.brain.push("Hello, I am calling about the appointment you booked last week.")
+    events = llm.stream(_history(), TOOLS)
+    async for event in events:
+        if isinstance(event, TextDelta):
+            break
+    await events.aclose()  # type: ignore[attr-defined]
+    for _ in range(100):
+        if emu.requests[-1].status != "pending":
+            break
+        await asyncio.sleep(0.01)
+    assert emu.requests[-1].status == "cancelled"
+
+
+async def test_request_headers_are_what_the_typed_create_sends() -> None:
+    seen: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return httpx2.Response(500, json={"error": {"message": "captured", "type": "server_error"}})
+
+    llm = OpenAILLM(api_key="sk-test", base_url="http://127.0.0.1:9/v1", model="gpt-test")
+    llm.client = openai.AsyncOpenAI(api_key="sk-test", base_url="http://127.0.0.1:9/v1", max_retries=0,
+                                    http_client=openai.DefaultAsyncHttpxClient(
+                                        transport=httpx2.MockTransport(handler)))
+    with pytest.raises(LLMError):
+        await _collect(llm.stream(_history(), TOOLS))
+    with pytest.raises(openai.APIError):
+        await llm.client.chat.completions.create(
+            model="gpt-test", messages=_history().to_openai(), tools=to_openai(TOOLS),  # type: ignore[arg-type]
+            stream=True, max_completion_tokens=llm.max_tokens, stream_options={"include_usage": True})
+    ours, typed = ({k: v for k, v in r.headers.items() if k.lower() != "idempotency-key"} for r in seen)
+    assert ours == typed and ours["authorization"] == "Bearer sk-test"
+    assert seen[0].url == seen[1].url and seen[0].method == seen[1].method == "POST"
