@@ -6,6 +6,10 @@ the live transcript in Telegram), the other writes rows in batches, one transact
 with backoff while the database is down (a failed transaction is rolled back whole, so a retry never
 duplicates rows and nothing is lost). Both tasks exit when their queue is empty and restart on the next
 item, so no task outlives the work and none leaks after the last call.
+
+A task starts DRAIN_DELAY_S after the first item of a batch, not at once: a callee's line is logged when
+their turn ends, right before the LLM request is built, and a task started at once would run first (an
+ORM flush, a bus round trip) and delay that request. DRAIN_DELAY_S later the LLM is still thinking.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from shared.db import Database
 from shared.models import Call, CallEvent, TranscriptLine, utcnow
 
 BATCH = 500
+DRAIN_DELAY_S = 0.02
+"""Items wait this long before the publisher / writer task starts (see the module docstring)."""
 FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 _RANK = {"created": 0, "dialing": 1, "queued": 1, "initiated": 1, "ringing": 2, "in-progress": 3,
          "on-hold": 3, "transferring": 3, "transferred": 3}
@@ -71,6 +77,8 @@ class CallLogWriter:
         self._rows: asyncio.Queue[_Item] = asyncio.Queue()
         self._publisher: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._publish_due: asyncio.TimerHandle | None = None
+        self._write_due: asyncio.TimerHandle | None = None
         self.write_failures = 0
 
     @classmethod
@@ -84,24 +92,34 @@ class CallLogWriter:
 
     def publish(self, topic: str, event: BaseModel) -> None:
         self._events.put_nowait((topic, event))
-        if self._publisher is None or self._publisher.done():
-            self._publisher = asyncio.get_running_loop().create_task(self._publish_loop(), name="calllog-pub")
+        if self._publish_due is None and (self._publisher is None or self._publisher.done()):
+            self._publish_due = asyncio.get_running_loop().call_later(DRAIN_DELAY_S, self._kick_publisher)
 
     def write(self, item: _Row) -> None:
         self._rows.put_nowait(item)
-        self._kick_writer()
+        if self._write_due is None and (self._writer is None or self._writer.done()):
+            self._write_due = asyncio.get_running_loop().call_later(DRAIN_DELAY_S, self._kick_writer)
+
+    def _kick_publisher(self) -> None:
+        if self._publish_due is not None:
+            self._publish_due.cancel()
+            self._publish_due = None
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.get_running_loop().create_task(self._publish_loop(), name="calllog-pub")
 
     def _kick_writer(self) -> None:
+        if self._write_due is not None:
+            self._write_due.cancel()
+            self._write_due = None
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="calllog-db")
 
     async def flush(self) -> None:
-        """Wait until everything enqueued so far is published and written."""
+        """Wait until everything enqueued so far is published and written (no drain delay)."""
         loop = asyncio.get_running_loop()
         published, written = loop.create_future(), loop.create_future()
         self._events.put_nowait(published)
-        if self._publisher is None or self._publisher.done():
-            self._publisher = loop.create_task(self._publish_loop(), name="calllog-pub")
+        self._kick_publisher()
         self._rows.put_nowait(written)
         self._kick_writer()
         await asyncio.gather(published, written)

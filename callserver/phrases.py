@@ -5,6 +5,14 @@ the agent sooner; later phrases are whole sentences (or clauses once a phrase gr
 more natural because TTS prosody works per request. A boundary only counts once the character after the
 punctuation has arrived and is whitespace, so "3.5", "1,000", "A.B.C" and "example.com" are never cut;
 known abbreviations ("Dr.", "e.g.") and single initials ("J.") are not sentence ends.
+
+Waiting for that next character costs a token's time (tens of ms with a real LLM) before the first phrase
+can go to TTS, so in the first phrase a token that *ends* with punctuation cuts at once when the mark is
+unambiguous: "?" or "!"; a comma, ";" or ":" after a letter (not "1," of "1,000", "10:" of "10:30", nor
+"https:"); a period after a word of two or more letters that is no abbreviation ("Dr.", "etc.") and has
+no inner period ("e.g.", "a.m."). Later phrases keep waiting for the next character: they queue behind
+audio still playing, so certainty ("example.com", "Wait...") costs nothing there. A phrase with nothing
+to say (the "!" of "?!" after an early cut) is dropped.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ ABBREVIATIONS = frozenset({
 LONG_PHRASE_CHARS = 80
 """Past this length a later phrase may also end at a clause boundary."""
 _WORD_BEFORE = re.compile(r"(\S+)$")
+_EAGER_CLAUSE = ",;:"
+_URL_SCHEMES = frozenset({"http", "https", "ftp", "mailto", "sip", "tel"})
 
 
 class PhraseSplitter:
@@ -38,7 +48,7 @@ class PhraseSplitter:
         while (cut := self._find_cut()) is not None:
             phrase, self._buf = self._buf[:cut].strip(), self._buf[cut:].lstrip()
             self._scan_from = 0
-            if phrase:
+            if _speakable(phrase):
                 out.append(phrase)
                 self._first = False
         return out
@@ -60,7 +70,22 @@ class PhraseSplitter:
             if ch in _CLAUSE and (self._first or i >= self._long) and buf[:i].strip():
                 return i + 1
         self._scan_from = max(0, len(buf) - 1)
-        return None
+        return len(buf) if buf and self._cut_at_end(buf) else None
+
+    def _cut_at_end(self, buf: str) -> bool:
+        """The token just pushed ends with a mark that is a boundary whatever comes next."""
+        i = len(buf) - 1
+        ch, before = buf[i], buf[i - 1] if i else ""
+        if not self._first or not before or before.isspace():
+            return False
+        if ch in "?!":
+            return True
+        if ch in _EAGER_CLAUSE:
+            return before.isalpha() and (ch != ":" or _word_before(buf, i).lower() not in _URL_SCHEMES)
+        if ch == "." and before.isalpha():
+            word = _word_before(buf, i)
+            return len(word) > 1 and word.isalpha() and word.lower() not in ABBREVIATIONS
+        return False
 
     @staticmethod
     def _sentence_end(buf: str, i: int) -> bool:
@@ -73,6 +98,15 @@ class PhraseSplitter:
         if word.lower() in ABBREVIATIONS:
             return False
         return not (len(word) == 1 and word.isalpha() and word.isupper())  # an initial, "J. Smith"
+
+
+def _word_before(buf: str, i: int) -> str:
+    match = _WORD_BEFORE.search(buf, 0, i)
+    return match.group(1).lstrip("(\"'“‘") if match else ""
+
+
+def _speakable(phrase: str) -> bool:
+    return any(ch.isalnum() for ch in phrase)
 
 
 def split_text(text: str) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from callserver.call_log import CallLog, CallLogWriter, status_advances
+from callserver.call_log import DRAIN_DELAY_S, CallLog, CallLogWriter, status_advances
 from shared import events
 from shared.bus import InProcessBus
 from shared.db import Database
@@ -119,3 +119,29 @@ async def test_final_status_is_never_left(db: Database) -> None:
     assert status_advances("in-progress", "on-hold") and status_advances("on-hold", "in-progress")
     assert status_advances("ringing", "busy") and not status_advances("busy", "completed")
     assert status_advances("transferring", "transferred") and not status_advances("transferred", "completed")
+
+
+async def test_publisher_and_writer_start_a_moment_after_the_first_item(db: Database) -> None:
+    """A callee's line is logged right before the LLM request is built: the log's tasks must not run
+    first (an ORM flush on the critical path), yet the line is out within DRAIN_DELAY_S, unflushed."""
+    bus = InProcessBus()
+    call_id = await _call(db)
+    log = CallLog(call_id, bus=bus, db=db)
+    async with bus.subscribe(events.CALL_TRANSCRIPT) as sub:
+        log.line("callee", "Can you hear me?")
+        log.line("callee", "Hello?")
+        for _ in range(3):
+            await asyncio.sleep(0)
+        names = {t.get_name() for t in asyncio.all_tasks()}
+        assert not names & {"calllog-pub", "calllog-db"} and sub.queue.empty()
+        first = await sub.get(timeout=DRAIN_DELAY_S * 10)
+        second = await sub.get(timeout=1)
+    assert [first[1].text, second[1].text] == ["Can you hear me?", "Hello?"]  # type: ignore[attr-defined]
+    for _ in range(100):
+        async with db.session() as s:
+            lines = (await s.exec(select(TranscriptLine))).all()
+        if len(lines) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert sorted(ln.text for ln in lines) == ["Can you hear me?", "Hello?"]
+    await log.writer.close()

@@ -29,6 +29,31 @@ def test_numbers_ids_and_initials_are_not_cut() -> None:
         "It costs 1,000.50 dollars,", "ref A.B.12.", "Ask J. Doe at example.com now."]
 
 
+def _pushes(tokens: list[str]) -> list[list[str]]:
+    """What each pushed token released (a phrase shows up at the token that completed it)."""
+    splitter = PhraseSplitter()
+    return [splitter.push(token) for token in tokens]
+
+
+def test_first_phrase_is_cut_at_a_token_ending_with_unambiguous_punctuation() -> None:
+    assert _pushes(["Okay", ",", " got", " it", "."]) == [[], ["Okay,"], [], [], []]
+    assert _pushes(["Sure", "."])[1] == ["Sure."]
+    assert _pushes(["Really", "?", "!", " Yes", ".", " Go"]) == [[], ["Really?"], [], [], [], ["Yes."]]
+    assert _pushes(["Note", ":"])[1] == ["Note:"]
+
+
+def test_ambiguous_punctuation_at_a_token_end_waits_for_the_next_character() -> None:
+    assert _pushes(["It", " is", " 1", ",", "000"]) == [[]] * 5
+    assert _pushes(["At", " 10", ":", "30", " ok"]) == [[]] * 5
+    assert _pushes(["See", " https", ":", "//", "x"]) == [[]] * 5
+    assert _pushes(["Ask", " Dr", ".", " Smith"]) == [[]] * 4
+    assert _pushes(["Ask", " J", ".", " Doe"]) == [[]] * 4
+    assert _pushes(["See", " e", ".", "g", ".", " this"]) == [[]] * 6
+    # After the first phrase nothing is cut early: "example." may go on with "com".
+    assert _pushes(["Hi", ",", " see", " example", ".", "com", " now", ".", " Bye"]) == [
+        [], ["Hi,"], [], [], [], [], [], [], ["see example.com now."]]
+
+
 def test_turns_backchannel_does_not_interrupt_but_speech_does() -> None:
     turns = TurnTaker()
     assert turns.feed(SpeechStarted(), agent_speaking=True) == []
