@@ -7,15 +7,18 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anthropic
 import httpx2
 import openai
 import pytest
 
 from callserver.history import History
+from callserver.llm.anthropic import AnthropicLLM, EventReader
 from callserver.llm.base import Done, LLMError, LLMEvent, TextDelta, ToolCallEvent, Usage
 from callserver.llm.openai import ChunkReader, OpenAILLM
 from callserver.llm.sse import SseDecoder, SseEvent
-from callserver.tools import default_registry, to_openai
+from callserver.tools import default_registry, to_anthropic, to_openai
+from sim.anthropic import create_anthropic_app
 from sim.llm_script import Reply, ReplyQueue, ToolCall
 from sim.openai import create_openai_app
 from sim.server import serve
@@ -31,6 +34,11 @@ def _history() -> History:
 
 async def _collect(events: AsyncIterator[LLMEvent]) -> list[LLMEvent]:
     return [e async for e in events]
+
+
+def _headers(request: httpx2.Request) -> dict[str, str]:
+    """A request's headers but the per-request idempotency key."""
+    return {k.lower(): v for k, v in request.headers.items() if k.lower() != "idempotency-key"}
 
 
 # --- SSE ------------------------------------------------------------------------------------------
@@ -192,6 +200,102 @@ async def test_request_headers_are_what_the_typed_create_sends() -> None:
         await llm.client.chat.completions.create(
             model="gpt-test", messages=_history().to_openai(), tools=to_openai(TOOLS),  # type: ignore[arg-type]
             stream=True, max_completion_tokens=llm.max_tokens, stream_options={"include_usage": True})
-    ours, typed = ({k: v for k, v in r.headers.items() if k.lower() != "idempotency-key"} for r in seen)
+    ours, typed = (_headers(r) for r in seen)
     assert ours == typed and ours["authorization"] == "Bearer sk-test"
     assert seen[0].url == seen[1].url and seen[0].method == seen[1].method == "POST"
+
+
+# --- Anthropic ------------------------------------------------------------------------------------
+def _feed_all(reader: EventReader, events_: list[tuple[str, dict[str, Any] | str]]) -> list[LLMEvent]:
+    out: list[LLMEvent] = []
+    for name, data in events_:
+        out += reader.feed(name, data if isinstance(data, str) else json.dumps({"type": name, **data}))
+    return out
+
+
+def test_anthropic_tool_input_fragments_are_assembled_per_block_and_pings_skipped() -> None:
+    reader = EventReader("anthropic")
+    fed = _feed_all(reader, [
+        ("message_start", {"message": {"usage": {"input_tokens": 80, "output_tokens": 1}}}),
+        ("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+        ("ping", {}),
+        ("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "One"}}),
+        ("content_block_stop", {"index": 0}),
+        ("content_block_start", {"index": 1, "content_block": {"type": "tool_use", "id": "toolu_1",
+                                                               "name": "note_fact", "input": {}}}),
+        ("content_block_delta", {"index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"la'}}),
+        ("content_block_delta", {"index": 1, "delta": {"type": "input_json_delta",
+                                                       "partial_json": 'bel": "ref"}'}}),
+        ("content_block_stop", {"index": 1}),
+        ("message_delta", {"delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 12}}),
+        ("message_stop", {}),
+    ])
+    assert fed == [TextDelta("One"), ToolCallEvent("toolu_1", "note_fact", {"label": "ref"})]
+    assert reader.end() == [Usage("anthropic", 80, 12), Done("tool_use")]
+
+
+def test_anthropic_error_event_raises_and_a_stream_without_message_stop_is_an_error() -> None:
+    reader = EventReader("anthropic")
+    _feed_all(reader, [("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "Hi"}})])
+    with pytest.raises(LLMError, match="without message_stop"):
+        reader.end()
+    with pytest.raises(LLMError, match="overloaded_error"):
+        reader.feed("error", json.dumps({"type": "error", "error": {"type": "overloaded_error",
+                                                                    "message": "Overloaded"}}))
+
+
+@pytest.fixture
+async def anthropic_sim() -> AsyncIterator[tuple[Any, AnthropicLLM]]:
+    emu = create_anthropic_app(ReplyQueue(), ttft_s=0.01, tokens_per_s=2000)
+    async with serve(emu.app) as url:
+        llm = AnthropicLLM(api_key="k", base_url=url, model="claude-test")
+        yield emu, llm
+        await llm.close()
+
+
+async def test_anthropic_error_event_mid_stream_after_the_words_before_it(
+        anthropic_sim: tuple[Any, AnthropicLLM]) -> None:
+    emu, llm = anthropic_sim
+    emu.brain.push("Hello, I am calling about the appointment.")
+    emu.error_after_tokens = 2
+    received = ""
+    with pytest.raises(LLMError):
+        async for event in llm.stream(_history(), TOOLS):
+            received += getattr(event, "text", "")
+    assert received == "Hello,"
+
+
+async def test_anthropic_usage_and_connection_reuse(anthropic_sim: tuple[Any, AnthropicLLM]) -> None:
+    emu, llm = anthropic_sim
+    for _ in range(2):
+        emu.brain.push(Reply("Sure.", [ToolCall("note_fact", {"label": "a", "value": "b"})]))
+        events = await _collect(llm.stream(_history(), TOOLS))
+        record = emu.requests[-1]
+        assert [e for e in events if isinstance(e, Usage)] == [
+            Usage("anthropic", record.input_tokens, record.output_tokens)]
+        assert [e.name for e in events if isinstance(e, ToolCallEvent)] == ["note_fact"]
+    pool = llm.client._client._transport._pool  # type: ignore[attr-defined]
+    assert len(pool.connections) == 1  # the body was read to its end: the second turn reused the socket
+
+
+async def test_anthropic_request_headers_are_what_messages_create_sends() -> None:
+    seen: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return httpx2.Response(500, json={"type": "error", "error": {"type": "api_error", "message": "x"}})
+
+    llm = AnthropicLLM(api_key="sk-ant", base_url="http://127.0.0.1:9", model="claude-test")
+    llm.client = anthropic.AsyncAnthropic(api_key="sk-ant", base_url="http://127.0.0.1:9", max_retries=0,
+                                          http_client=anthropic.DefaultAsyncHttpxClient(
+                                              transport=httpx2.MockTransport(handler)))
+    with pytest.raises(LLMError):
+        await _collect(llm.stream(_history(), TOOLS))
+    system, messages = _history().to_anthropic()
+    with pytest.raises(anthropic.APIError):
+        await llm.client.messages.create(
+            model="claude-test", system=system, messages=messages,  # type: ignore[arg-type]
+            tools=to_anthropic(TOOLS), max_tokens=llm.max_tokens, stream=True)  # type: ignore[arg-type]
+    ours, typed = (_headers(r) for r in seen)
+    assert ours == typed and "sk-ant" in ours["authorization"] and "anthropic-version" in ours
+    assert seen[0].url == seen[1].url
