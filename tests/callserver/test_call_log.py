@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import select
@@ -86,11 +87,14 @@ async def test_database_outage_delays_but_never_loses_lines(db: Database) -> Non
     flush = asyncio.create_task(log.flush())
     await asyncio.sleep(0.1)
     assert not flush.done() and flaky.attempts >= 2 and writer.write_failures >= 2
+    back = datetime.now(UTC)
     flaky.down = False
     await asyncio.wait_for(flush, 2)
     async with db.session() as s:
         lines = (await s.exec(select(TranscriptLine))).all()
     assert sorted(ln.seq for ln in lines) == list(range(1, 51))
+    # Stamped when logged, not when the database came back.
+    assert max(ln.created_at for ln in lines).replace(tzinfo=UTC) < back
 
 
 async def test_writer_tasks_end_when_idle(db: Database) -> None:
