@@ -9,11 +9,16 @@ it is: the SDK pools the connection and a barge-in simply cancels the request.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 from elevenlabs.client import AsyncElevenLabs
 
 from callserver.llm.base import HTTP_KEEPALIVE_S
+
+AS_RECEIVED: Any = {"chunk_size": None}
+"""Request options: audio as it arrives. The SDK re-chunks the body into 1024-byte pieces by default,
+holding back a first network read under 1024 bytes (128 ms of audio) until more audio has come."""
 
 
 class ElevenLabsTTS:
@@ -31,7 +36,8 @@ class ElevenLabsTTS:
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         chunks = self.client.text_to_speech.stream(
-            self.voice_id, text=text, model_id=self.model_id, output_format="ulaw_8000")
+            self.voice_id, text=text, model_id=self.model_id, output_format="ulaw_8000",
+            request_options=AS_RECEIVED)
         async for chunk in chunks:
             if chunk:
                 yield chunk

@@ -58,3 +58,16 @@ async def test_cancelling_midway_stops_the_request(tts: tuple[Any, Any]) -> None
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_elevenlabs_first_audio_is_passed_on_as_it_arrives() -> None:
+    """A first network read under the SDK's default 1024-byte chunk is not held back for more audio."""
+    emu = ElevenLabsEmulator(api_key="el", ttfb_s=0.0, chunk_ms=20, realtime_factor=5.0)  # 160 B / 100 ms
+    async with serve(emu.app) as url:
+        provider = ElevenLabsTTS(api_key="el", base_url=url, voice_id="v1")
+        start = time.perf_counter()
+        async for chunk in provider.synthesize(TEXT):
+            first = (time.perf_counter() - start, len(chunk))
+            break
+        await provider.close()
+    assert first[1] == 160 and first[0] < 0.08  # 1024 bytes would have taken 6 pieces, 500 ms
