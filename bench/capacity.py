@@ -80,6 +80,9 @@ async def main(calls: int, turns: int) -> None:
     print(f"mid-utterance gaps in agent audio: {len(gaps)}"
           + (f" (total {sum(gaps) * 20} ms, longest {max(gaps) * 20} ms)" if gaps else ""))
     print(latency.report("call-server event-loop lag", stats.get("loop_lag_ms", [])))
+    print(latency.report("phone emulator event-loop lag", rig.phone_lag_ms))
+    print(latency.report("provider emulators event-loop lag", rig.trace.provider_lag_ms))
+    print(latency.cpu_report({"cpu": rig.cpu_per_call_second(), "call_seconds": rig.call_seconds}))
     rss: list[tuple[int, float]] = [tuple(x) for x in stats.get("rss", [])]  # type: ignore[misc]
     if rss:
         idle = [mb for live, mb in rss if live == 0]

@@ -37,6 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+import proc_stats  # noqa: E402
 import providers_proc  # noqa: E402
 import turn_trace as trace  # noqa: E402
 from sqlmodel import select  # noqa: E402
@@ -108,7 +109,7 @@ async def rig(scenario: Callable[[int], Scenario], *, extra_env: dict[str, str] 
     tracer = trace.Trace()
     with tempfile.TemporaryDirectory(prefix="dialer-bench-") as tmp:
         trace_file = Path(tmp) / "trace.json"
-        async with stack.running(), providers_proc.providers(trace_file, tracer) as provider_env:
+        async with stack.running(), providers_proc.providers(trace_file, tracer) as (provider_env, pid):
             port = free_port()
             env = {**os.environ, **stack.env(), **provider_env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
                    "PORT": str(port), "DATABASE_URL": f"sqlite:///{tmp}/bench.db", "LOG_LEVEL": "WARNING",
@@ -123,6 +124,7 @@ async def rig(scenario: Callable[[int], Scenario], *, extra_env: dict[str, str] 
             db = Database(settings.database_url)
             rig_ = Rig(stack, settings, db, Telephony(settings), child, Path(env["STATS_FILE"]), scenario,
                        tracer)
+            rig_.cpu.pids.update({"call server": child.pid, "provider emulators": pid})
             probe = asyncio.create_task(trace.loop_lag(rig_.phone_lag_ms))
             try:
                 await rig_.wait_ready(port)
@@ -145,6 +147,9 @@ class Rig:
         self.call_ids: list[int] = []
         self.phone_lag_ms: list[float] = []
         """Event-loop lag of this process (the phone network: the callee side of every call)."""
+        self.cpu = proc_stats.CpuWindow({"phone emulator": None})
+        """CPU of each process while the last ``calls`` ran (see ``cpu_per_call_second``)."""
+        self.call_seconds = 0.0
 
     async def wait_ready(self, port: int) -> None:
         for _ in range(300):
@@ -169,15 +174,23 @@ class Rig:
                 ids.append(call.id)
             await s.commit()
         sids = []
+        self.cpu.start()
         for k, call_id in enumerate(ids, first):
             sids.append(await self.telephony.place_call(to=number(k), call_id=call_id, record=False,
                                                         time_limit_s=600))
             await asyncio.sleep(0.1)
         net = self.stack.network
         await asyncio.gather(*(net.wait_for_end(sid, timeout_s) for sid in sids))
+        self.cpu.stop()
+        done = [net.calls[sid] for sid in sids]
+        self.call_seconds = proc_stats.call_seconds(done)
         await self._wait_stored(ids)
         self.call_ids = ids
-        return [net.calls[sid] for sid in sids]
+        return done
+
+    def cpu_per_call_second(self) -> dict[str, float]:
+        """CPU ms per second of call of each process over the last ``calls`` (machine load aside)."""
+        return self.cpu.per_call_second(self.call_seconds)
 
     async def warm_up(self) -> list[float]:
         """One call before the measured ones: the first turn after a process starts pays one-off costs
@@ -224,6 +237,12 @@ def report(title: str, values: list[float], unit: str = "ms") -> str:
             f"max {max(values):.1f} {unit} (n={len(values)})")
 
 
+def cpu_report(result: dict[str, Any]) -> str:
+    """CPU per call-second of each process: what it costs, whatever else the machine was doing."""
+    return ("CPU ms per call-second: " + ", ".join(f"{name} {ms:.1f}" for name, ms in result["cpu"].items())
+            + f" ({result['call_seconds']:.0f} call-seconds)")
+
+
 async def measure_latency(calls: int, turns: int) -> dict[str, Any]:
     async with rig(lambda k: talker(k, turns)) as r:
         warm_up = await r.warm_up()
@@ -255,7 +274,8 @@ async def measure_latency(calls: int, turns: int) -> dict[str, Any]:
     return {"gaps": gaps, "overhead": [g - FLOOR_MS for g in gaps], "server": r.server_stats,
             "stages": stages, "figures": figures, "inside": inside, "warm_up": warm_up,
             "lags": {"call server": r.server_stats.get("loop_lag_ms", []), "phone emulator": r.phone_lag_ms,
-                     "provider emulators": r.trace.provider_lag_ms}}
+                     "provider emulators": r.trace.provider_lag_ms},
+            "cpu": r.cpu_per_call_second(), "call_seconds": r.call_seconds}
 
 
 async def measure_barge_in(calls: int, turns: int) -> dict[str, Any]:
@@ -275,7 +295,8 @@ async def measure_barge_in(calls: int, turns: int) -> dict[str, Any]:
     server_ms = [t["barge_in_ms"] for turns_ in server.values() for t in turns_ if "barge_in_ms" in t]
     return {"phone": phone, "after_word": after_word, "server": server_ms,
             "lags": {"call server": r.server_stats.get("loop_lag_ms", []), "phone emulator": r.phone_lag_ms,
-                     "provider emulators": r.trace.provider_lag_ms}}
+                     "provider emulators": r.trace.provider_lag_ms},
+            "cpu": r.cpu_per_call_second(), "call_seconds": r.call_seconds}
 
 
 async def main(calls_list: list[int], turns: int) -> None:
@@ -303,6 +324,7 @@ async def main(calls_list: list[int], turns: int) -> None:
             print("    " + report(f"{name:<19}", values))
         for name, values in lat["lags"].items():
             print(report(f"event-loop lag, {name}", values))
+        print(cpu_report(lat))
         gc_pauses = lat["server"].get("gc_pauses_ms", {})
         print("  call-server GC pauses: " + ", ".join(
             f"gen{gen} n={len(v)} max {max(v, default=0):.1f} ms" for gen, v in gc_pauses.items()))
@@ -312,6 +334,7 @@ async def main(calls_list: list[int], turns: int) -> None:
         print(report("barge-in, phone (first speech frame -> clear received)", barge["phone"]))
         for name, values in barge["lags"].items():
             print("  " + report(f"during the barge-in run, event-loop lag, {name}", values))
+        print("  during the barge-in run, " + cpu_report(barge))
 
 
 # --- child mode: the call server with probes ------------------------------------------------------

@@ -54,14 +54,14 @@ async def _child(trace_file: Path) -> None:
 
 
 @contextlib.asynccontextmanager
-async def providers(trace_file: Path, tracer: turn_trace.Trace) -> AsyncIterator[dict[str, str]]:
-    """Run the child; yield its settings; on exit stop it and load its stages into ``tracer``."""
+async def providers(trace_file: Path, tracer: turn_trace.Trace) -> AsyncIterator[tuple[dict[str, str], int]]:
+    """Run the child; yield its settings and pid; on exit stop it and load its stages into ``tracer``."""
     child = await asyncio.to_thread(subprocess.Popen, [sys.executable, __file__, str(trace_file)],
                                     stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 60)
-        yield json.loads(line)
+        yield json.loads(line), child.pid
     finally:
         child.send_signal(signal.SIGTERM)
         await asyncio.to_thread(child.wait, 30)
