@@ -39,6 +39,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import proc_stats  # noqa: E402
 import providers_proc  # noqa: E402
+import server_probes  # noqa: E402
 import turn_trace as trace  # noqa: E402
 from sqlmodel import select  # noqa: E402
 
@@ -128,10 +129,13 @@ async def rig(scenario: Callable[[int], Scenario], *, extra_env: dict[str, str] 
             probe = asyncio.create_task(trace.loop_lag(rig_.phone_lag_ms))
             try:
                 await rig_.wait_ready(port)
+                providers_proc.tune_emulator_gc()
+                rig_.phone_gc_ms = server_probes.watch_gc()
                 rig_.phone_lag_ms.clear()  # start-up is not what this measures
                 yield rig_
             finally:
                 probe.cancel()
+                server_probes.unwatch_gc(rig_.phone_gc_ms)
                 await rig_.stop()
                 await rig_.telephony.close()
                 await db.close()
@@ -147,6 +151,8 @@ class Rig:
         self.call_ids: list[int] = []
         self.phone_lag_ms: list[float] = []
         """Event-loop lag of this process (the phone network: the callee side of every call)."""
+        self.phone_gc_ms: dict[str, list[float]] = {}
+        """GC pauses of this process (ms) per generation."""
         self.cpu = proc_stats.CpuWindow({"phone emulator": None})
         """CPU of each process while the last ``calls`` ran (see ``cpu_per_call_second``)."""
         self.call_seconds = 0.0
@@ -243,6 +249,13 @@ def cpu_report(result: dict[str, Any]) -> str:
             + f" ({result['call_seconds']:.0f} call-seconds)")
 
 
+def gc_report(result: dict[str, Any]) -> str:
+    def one(pauses: dict[str, list[float]]) -> str:
+        return ", ".join(f"gen{gen} n={len(v)} max {max(v, default=0):.1f} ms" for gen, v in pauses.items())
+
+    return "GC pauses: " + "; ".join(f"{name} {one(pauses)}" for name, pauses in result["gc"].items())
+
+
 async def measure_latency(calls: int, turns: int) -> dict[str, Any]:
     async with rig(lambda k: talker(k, turns)) as r:
         warm_up = await r.warm_up()
@@ -275,7 +288,9 @@ async def measure_latency(calls: int, turns: int) -> dict[str, Any]:
             "stages": stages, "figures": figures, "inside": inside, "warm_up": warm_up,
             "lags": {"call server": r.server_stats.get("loop_lag_ms", []), "phone emulator": r.phone_lag_ms,
                      "provider emulators": r.trace.provider_lag_ms},
-            "cpu": r.cpu_per_call_second(), "call_seconds": r.call_seconds}
+            "cpu": r.cpu_per_call_second(), "call_seconds": r.call_seconds,
+            "gc": {"call server": r.server_stats.get("gc_pauses_ms", {}), "phone emulator": r.phone_gc_ms,
+                   "provider emulators": r.trace.provider_gc_ms}}
 
 
 async def measure_barge_in(calls: int, turns: int) -> dict[str, Any]:
@@ -296,7 +311,9 @@ async def measure_barge_in(calls: int, turns: int) -> dict[str, Any]:
     return {"phone": phone, "after_word": after_word, "server": server_ms,
             "lags": {"call server": r.server_stats.get("loop_lag_ms", []), "phone emulator": r.phone_lag_ms,
                      "provider emulators": r.trace.provider_lag_ms},
-            "cpu": r.cpu_per_call_second(), "call_seconds": r.call_seconds}
+            "cpu": r.cpu_per_call_second(), "call_seconds": r.call_seconds,
+            "gc": {"call server": r.server_stats.get("gc_pauses_ms", {}), "phone emulator": r.phone_gc_ms,
+                   "provider emulators": r.trace.provider_gc_ms}}
 
 
 async def main(calls_list: list[int], turns: int) -> None:
@@ -325,9 +342,7 @@ async def main(calls_list: list[int], turns: int) -> None:
         for name, values in lat["lags"].items():
             print(report(f"event-loop lag, {name}", values))
         print(cpu_report(lat))
-        gc_pauses = lat["server"].get("gc_pauses_ms", {})
-        print("  call-server GC pauses: " + ", ".join(
-            f"gen{gen} n={len(v)} max {max(v, default=0):.1f} ms" for gen, v in gc_pauses.items()))
+        print(gc_report(lat))
         barge = await measure_barge_in(calls, max(2, turns // 3))
         print(report("barge-in, server (speech detected -> clear sent)", barge["server"]))
         print(report("barge-in, phone (interrupting word complete -> clear received)", barge["after_word"]))
@@ -335,6 +350,7 @@ async def main(calls_list: list[int], turns: int) -> None:
         for name, values in barge["lags"].items():
             print("  " + report(f"during the barge-in run, event-loop lag, {name}", values))
         print("  during the barge-in run, " + cpu_report(barge))
+        print("  during the barge-in run, " + gc_report(barge))
 
 
 # --- child mode: the call server with probes ------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,12 +24,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+import server_probes  # noqa: E402
 import turn_trace  # noqa: E402
 
 from sim.__main__ import EmulatorStack  # noqa: E402
 
 LLM_TTFT_MS, TTS_TTFB_MS, LLM_TOKENS_PER_S = 250, 150, 2000
 PROVIDER_ENV = ("DEEPGRAM_", "ELEVENLABS_", "OPENAI_", "ANTHROPIC_")
+
+
+def tune_emulator_gc() -> None:
+    """GC in the emulator processes as in the call server (dialer.runtime.tune_gc), once they serve.
+
+    Without it, full collections walking every SDK/Starlette/SQLModel object alive since start-up and every
+    request logged since stopped the emulators' loops for 50-110 ms at 50 calls: late frames, late
+    endpoints, measured as the call server's overhead. BENCH_EMULATOR_GC=default keeps Python's defaults
+    (to compare)."""
+    if os.environ.get("BENCH_EMULATOR_GC") != "default":
+        from dialer.runtime import tune_gc
+
+        tune_gc()
 
 
 def make_stack() -> EmulatorStack:
@@ -46,11 +61,14 @@ async def _child(trace_file: Path) -> None:
     lag: list[float] = []
     async with make_stack().running() as stack:
         env = {k: v for k, v in stack.env().items() if k.startswith(PROVIDER_ENV)}
+        tune_emulator_gc()
+        gc_pauses = server_probes.watch_gc()
         print(json.dumps(env), flush=True)
         probe = asyncio.create_task(turn_trace.loop_lag(lag))
         await stop.wait()
         probe.cancel()
-    await asyncio.to_thread(trace_file.write_text, json.dumps({**tracer.dump(), "loop_lag_ms": lag}))
+    await asyncio.to_thread(trace_file.write_text, json.dumps({**tracer.dump(), "loop_lag_ms": lag,
+                                                               "gc_pauses_ms": gc_pauses}))
 
 
 @contextlib.asynccontextmanager
@@ -69,6 +87,7 @@ async def providers(trace_file: Path, tracer: turn_trace.Trace) -> AsyncIterator
             data = json.loads(await asyncio.to_thread(trace_file.read_text))
             tracer.load(data)
             tracer.provider_lag_ms = data.get("loop_lag_ms", [])
+            tracer.provider_gc_ms = data.get("gc_pauses_ms", {})
 
 
 if __name__ == "__main__":

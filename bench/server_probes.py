@@ -99,5 +99,13 @@ def watch_gc() -> dict[str, list[float]]:
         else:
             pauses[str(info["generation"])].append((time.perf_counter() - started[0]) * 1000)
 
+    callback.pauses = pauses  # type: ignore[attr-defined]  # to find (and remove) this callback
     gc.callbacks.append(callback)
     return pauses
+
+
+def unwatch_gc(pauses: dict[str, list[float]]) -> None:
+    """Remove the callback ``watch_gc`` installed for ``pauses``."""
+    import gc
+
+    gc.callbacks[:] = [cb for cb in gc.callbacks if getattr(cb, "pauses", None) is not pauses]

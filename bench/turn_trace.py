@@ -93,6 +93,8 @@ class Trace:
     tts_first: dict[tuple[int, int], float] = field(default_factory=dict)
     provider_lag_ms: list[float] = field(default_factory=list)
     """Event-loop lag of the provider emulators' process."""
+    provider_gc_ms: dict[str, list[float]] = field(default_factory=dict)
+    """Its GC pauses (ms) per generation."""
     _undo: list[Callable[[], None]] = field(default_factory=list)
 
     def install(self) -> None:
