@@ -36,7 +36,8 @@ class DialedLeg:
 class CallLog:
     statuses: list[tuple[str, float]] = field(default_factory=list)
     received: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
-    """Every message our server sent on a media stream, parsed, with the time it arrived."""
+    """Every non-media message our server sent on a media stream, parsed, with the time it arrived (media
+    messages, 50 a second, are counted in the stream's record instead of kept)."""
     sent_events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     """Non-media messages the emulator sent (connected, start, dtmf, mark, stop)."""
     digits: list[tuple[float, str, str]] = field(default_factory=list)

@@ -1,4 +1,5 @@
-"""The audio path of one answered call, paced at 20 ms frames on the network clock.
+"""The audio path of one answered call, paced at 20 ms frames on the network clock (one ticker task
+steps every line: ``sim.twilio.ticker``).
 
 Each tick (1) finishes playing the agent frame that was in flight, so the callee hears it (speech decoder,
 DTMF detector, recording) and marks behind it are echoed; (2) hands the callee's frame for the elapsed
@@ -13,12 +14,13 @@ import contextlib
 from collections.abc import Callable
 from typing import Protocol
 
-from sim.audio import FRAME_BYTES, FRAME_MS, MULAW_SILENCE, DtmfDetector, dtmf_tones, is_silence
+from sim.audio import FRAME_BYTES, FRAME_MS, SILENT_FRAME, DtmfDetector, dtmf_tones, is_silence
 from sim.codec import SpeechDecoder, encode_speech, encode_words
 from sim.twilio.calllog import CallLog, MarkRecord, Word
 from sim.twilio.clock import Clock
 from sim.twilio.mouth import FrameOut, Mouth, Segment
 from sim.twilio.playout import PendingMark, Playout
+from sim.twilio.ticker import ticker_for
 
 
 class StreamSink(Protocol):
@@ -58,26 +60,46 @@ class Line:
         self._callee_speaking = False
         self._callee_speech_end_ms: float | None = None
         self._interruption_ms: float | None = None
+        self._ended: asyncio.Future[None] | None = None
+        self._k = 0
+        self.due_ms = float("inf")
+        """Network ms at which the next frame is due (see ``sim.twilio.ticker``)."""
 
     # --- the tick loop -------------------------------------------------------------------------
     async def run(self) -> None:
-        self.start_ms = self.clock.now_ms()
-        k = 0
+        """Tick (from the network's ticker) until stopped; raises what a tick raised."""
+        loop = asyncio.get_running_loop()
+        self._ended = loop.create_future()
+        ticker = ticker_for(self.clock)
+        self.start_ms = ticker.join(self)
+        self._k = 0
+        self.due_ms = self.start_ms + FRAME_MS
         try:
-            while not self._stopped:
-                await self.clock.sleep_until_ms(self.start_ms + (k + 1) * FRAME_MS)
-                if self._stopped:
-                    break
-                self._step(self.start_ms + k * FRAME_MS)
-                k += 1
+            if not self._stopped:
+                await self._ended
         finally:
+            ticker.leave(self)
             self._stopped = True
             self._wake()
+
+    def tick(self) -> None:
+        """Play the frame that just ended (called by the ticker once ``due_ms`` has come)."""
+        if self._stopped:
+            return
+        self._step(self.start_ms + self._k * FRAME_MS)
+        self._k += 1
+        self.due_ms += FRAME_MS
+
+    def fail(self, exc: BaseException) -> None:
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_exception(exc)
 
     def stop(self) -> None:
         self._stopped = True
         self.mouth.flush()
         self._wake()
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
 
     @property
     def stopped(self) -> bool:
@@ -100,7 +122,7 @@ class Line:
         audio, real, marks = self._in_flight
         self._in_flight = (b"", 0, [])
         if not audio:
-            audio = bytes([MULAW_SILENCE]) * FRAME_BYTES
+            audio = SILENT_FRAME
         self.outbound_track += audio
         for fork in self.forks:
             fork.on_outbound(audio)

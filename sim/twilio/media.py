@@ -28,12 +28,17 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from sim.audio import SILENT_FRAME
 from sim.faults import Faults
 from sim.twilio.calllog import CallLog
 from sim.twilio.line import Line
 from sim.twilio.mouth import FrameOut
 from sim.twilio.resources import new_sid
 from sim.twilio.twiml import TRACKS, Stream
+
+_MEDIA_JSON = ('{"event": "media", "sequenceNumber": "%d", "media": {"track": "%s", "chunk": "%d", '
+               '"timestamp": "%d", "payload": "%s"}, "streamSid": "%s"}')
+_SILENT_PAYLOAD = base64.b64encode(SILENT_FRAME).decode()
 
 
 class StreamFailed(Exception):
@@ -155,12 +160,14 @@ class MediaStream:
             self._media("outbound", audio)
 
     def _media(self, track: str, audio: bytes) -> None:
+        # 50 a second per call: formatted from a template, byte for byte what json.dumps gives for
+        # {"event", "sequenceNumber", "media": {"track", "chunk", "timestamp", "payload"}, "streamSid"}.
         self._chunks[track] += 1
         chunk = self._chunks[track]
         self.record["media_out"] += 1
-        self._emit({"event": "media", "media": {
-            "track": track, "chunk": str(chunk), "timestamp": str((chunk - 1) * 20),
-            "payload": base64.b64encode(audio).decode()}})
+        self._seq += 1
+        payload = _SILENT_PAYLOAD if audio == SILENT_FRAME else base64.b64encode(audio).decode()
+        self._out.put_nowait(_MEDIA_JSON % (self._seq, track, chunk, (chunk - 1) * 20, payload, self.sid))
 
     def _echo_mark(self, name: str) -> None:
         if not self._closing.is_set():
@@ -198,7 +205,8 @@ class MediaStream:
         except (ValueError, KeyError, TypeError):
             self._protocol_error(now, f"unparseable message: {str(raw)[:80]!r}")
             return
-        self.log.received.append((now, message))
+        if event != "media":  # media are counted (record["media_in"]); thousands per call are not kept
+            self.log.received.append((now, message))
         if self.unidirectional:
             self._protocol_error(now, f"{event!r} sent on a unidirectional stream")
             return

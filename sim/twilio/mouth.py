@@ -10,7 +10,7 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
-from sim.audio import FRAME_BYTES, MULAW_SILENCE
+from sim.audio import FRAME_BYTES, MULAW_SILENCE, SILENT_FRAME
 
 
 @dataclass
@@ -78,7 +78,7 @@ class Mouth:
 
     def _fill(self, n: int) -> bytes:
         if not self._background:
-            return bytes([MULAW_SILENCE]) * n
+            return SILENT_FRAME if n == FRAME_BYTES else bytes([MULAW_SILENCE]) * n
         bg = self._background
         out = bytearray()
         while len(out) < n:

@@ -257,3 +257,39 @@ async def test_handling_cost_per_media_message() -> None:
     assert per_message_us < 100
     assert line.playout.queued_bytes == n * FRAME_BYTES
 
+
+
+async def test_large_media_payloads_play_in_20ms_frames_and_marks_follow_their_audio(
+        rig: tuple[PhoneNetwork, AgentServer]) -> None:
+    """Twilio accepts `media` of any size (e.g. one message per TTS chunk, half a second each), plays it
+    in 20 ms frames and echoes a mark once the audio queued before it has played."""
+    net, server = rig
+    audio = encode_speech("one two three four five six seven eight nine ten")
+    sizes = [4000, 4000, 1234, 3999]
+    chunks = [audio[sum(sizes[:i]):sum(sizes[:i + 1])] for i in range(len(sizes))] + [audio[sum(sizes):]]
+    sent_at: list[float] = []
+
+    async def agent(s: Session) -> None:
+        await s.wait_for(lambda: len(s.events("media")) > 2)
+        for i, chunk in enumerate(chunks):
+            await s.media(chunk)
+            await s.send({"event": "mark", "streamSid": s.stream_sid(), "mark": {"name": f"chunk-{i}"}})
+        sent_at.append(time.monotonic())
+        await s.wait_for(lambda: len(s.events("mark")) >= len(chunks), timeout_s=15)
+
+    server.agent = agent
+    sid = place(net, connect_twiml(server.url))
+    await eventually(lambda: server.sessions and len(server.sessions[0].events("mark")) >= len(chunks), 15)
+    echoes = [(t, m["mark"]["name"]) for t, m in server.sessions[0].messages if m["event"] == "mark"]
+    assert [name for _, name in echoes] == [f"chunk-{i}" for i in range(len(chunks))]
+    played = 0
+    for (at, _), chunk in zip(echoes, chunks, strict=True):
+        played += len(chunk)
+        # Not before the audio up to the mark has played (whole 20 ms frames), and not long after.
+        assert at - sent_at[0] >= played / 8000 - 0.03
+        assert at - sent_at[0] < played / 8000 + 0.1
+    call = net.calls[sid]
+    assert call.log.heard_text() == "one two three four five six seven eight nine ten"
+    assert audio in bytes(call.line.outbound_track) and call.line.outbound_track.count(audio) == 1
+    call.hang_up("done")
+    await net.wait_for_end(sid)
