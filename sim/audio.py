@@ -15,6 +15,7 @@ SAMPLE_RATE = 8000
 FRAME_MS = 20
 FRAME_BYTES = 160
 MULAW_SILENCE = 0xFF
+SILENT_FRAME = bytes([MULAW_SILENCE]) * FRAME_BYTES
 
 _BIAS = 0x84
 _CLIP = 32635
@@ -40,7 +41,8 @@ def _build_decode_table() -> np.ndarray:
 
 _ENCODE = _build_encode_table()
 _DECODE = _build_decode_table()
-_SQUARES = _DECODE.astype(np.float64) ** 2
+_DECODE_F = _DECODE.astype(np.float64)
+_SQUARES = _DECODE_F ** 2
 """Squared PCM value per mu-law byte: frame energy in one lookup (the phone checks every frame)."""
 
 
@@ -139,6 +141,23 @@ def _classify(block: np.ndarray, powers: np.ndarray) -> str | None:
     return _KEYPAD[r][c]
 
 
+def _classify_blocks(blocks: np.ndarray) -> list[str | None]:
+    """``_classify`` for every block, with its first tests done for all blocks at once: the phone runs this
+    on every frame it plays, and speech or music fails them (only a tone gets to the per-block checks)."""
+    energy = np.einsum("ij,ij->i", blocks, blocks)
+    candidates = energy >= _MIN_POWER * _BLOCK  # quiet blocks cannot hold a tone
+    if not candidates.any():
+        return [None] * len(blocks)
+    powers = _goertzel_powers(blocks)
+    strongest = powers[:, :4].max(axis=1) + powers[:, 4:].max(axis=1)
+    # The two tones must carry most of the energy; the margin keeps this no stricter than _classify.
+    candidates &= strongest >= _MIN_SHARE * energy * (1 - 1e-9)
+    if not candidates.any():
+        return [None] * len(blocks)
+    return [_classify(block, p) if ok else None
+            for block, p, ok in zip(blocks, powers, candidates.tolist(), strict=True)]
+
+
 class DtmfDetector:
     """Streaming DTMF receiver over mu-law input, any chunk size."""
 
@@ -150,24 +169,19 @@ class DtmfDetector:
 
     def feed(self, data: bytes) -> list[str]:
         """Digits whose tone ended, or was held >= ~40 ms, within ``data``; one report per tone."""
-        samples = np.concatenate([self._pending, mulaw_decode(data).astype(np.float64)])
-        digits: list[str] = []
+        if self._current is None and _digital_silence(data) and not self._pending.any():
+            # Nothing can start or end in pure silence after silence: the same result without the
+            # arithmetic (most frames of a call; the phone feeds every frame it plays).
+            self._pending = np.zeros((len(self._pending) + len(data)) % _BLOCK)
+            return []
+        samples = np.concatenate((self._pending, _DECODE_F[np.frombuffer(data, dtype=np.uint8)]))
         usable = len(samples) - len(samples) % _BLOCK
-        blocks = samples[:usable].reshape(-1, _BLOCK)
-        # Quiet blocks cannot hold a tone (_classify's energy floor): the Goertzel product is skipped for
-        # them, which is most of a phone line's audio.
-        loud = np.einsum("ij,ij->i", blocks, blocks) / _BLOCK >= _MIN_POWER
-        powers = _goertzel_powers(blocks[loud]) if loud.any() else None
-        k = 0
-        for block, is_loud in zip(blocks, loud, strict=True):
-            key = None
-            if is_loud and powers is not None:
-                key = _classify(block, powers[k])
-                k += 1
+        self._pending = samples[usable:]
+        digits: list[str] = []
+        for key in _classify_blocks(samples[:usable].reshape(-1, _BLOCK)):
             found = self._step(key)
             if found:
                 digits.append(found)
-        self._pending = samples[usable:]
         return digits
 
     def _step(self, key: str | None) -> str | None:
@@ -214,8 +228,13 @@ def beep(ms: int = 400, freq: float = 1000.0) -> bytes:
     return mulaw_encode(_sine([freq], _samples(ms), 12000))
 
 
+def _digital_silence(data: bytes) -> bool:
+    """Every byte is mu-law zero (0xFF): what lines and emulators send between words; cheap to test."""
+    return not data.lstrip(b"\xff")
+
+
 def is_silence(data: bytes, threshold: int = 200) -> bool:
     """True when the decoded PCM's RMS is under ``threshold``."""
-    if not data:
+    if _digital_silence(data):
         return True
     return float(_SQUARES[np.frombuffer(data, dtype=np.uint8)].mean()) < threshold * threshold

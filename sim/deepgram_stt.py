@@ -217,7 +217,10 @@ async def run_listen(ws: WebSocket, emu: DeepgramEmulator, session: ListenSessio
         idle_at = last_activity + emu.idle_timeout_s
         deadline = idle_at if drop_at is None else min(idle_at, drop_at)
         try:
-            message = await asyncio.wait_for(ws.receive(), max(0.0, deadline - loop.time()))
+            # asyncio.timeout, not wait_for: wait_for wraps every receive in a new Task, and this runs for
+            # every 20 ms audio frame of every call.
+            async with asyncio.timeout_at(deadline):
+                message = await ws.receive()
         except TimeoutError:
             dropped = drop_at is not None and loop.time() >= drop_at
             await _close(ws, session, 1011, "emulated fault: connection dropped" if dropped else "NET-0001")
