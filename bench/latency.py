@@ -41,6 +41,7 @@ import proc_stats  # noqa: E402
 import providers_proc  # noqa: E402
 import server_probes  # noqa: E402
 import turn_trace as trace  # noqa: E402
+from figures import cpu_report, gc_report, pct, report  # noqa: E402, F401 (capacity.py uses report)
 from sqlmodel import select  # noqa: E402
 
 from shared.config import Settings, load_settings  # noqa: E402
@@ -67,11 +68,6 @@ INSIDE = {  # to_llm and to_tts split at timestamps taken inside the call server
 }
 WARM_UP_CALLER = 600
 SERVER_FIGURES = ("llm_first_token_ms", "first_phrase_ms", "tts_first_byte_ms", "first_audio_ms")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else float("nan")
 
 
 def free_port() -> int:
@@ -126,12 +122,11 @@ async def rig(scenario: Callable[[int], Scenario], *, extra_env: dict[str, str] 
             rig_ = Rig(stack, settings, db, Telephony(settings), child, Path(env["STATS_FILE"]), scenario,
                        tracer)
             rig_.cpu.pids.update({"call server": child.pid, "provider emulators": pid})
-            probe = asyncio.create_task(trace.loop_lag(rig_.phone_lag_ms))
+            probe = asyncio.create_task(trace.loop_lag(rig_.phone_lag_ms, when=lambda: rig_.live))
             try:
                 await rig_.wait_ready(port)
                 providers_proc.tune_emulator_gc()
                 rig_.phone_gc_ms = server_probes.watch_gc()
-                rig_.phone_lag_ms.clear()  # start-up is not what this measures
                 yield rig_
             finally:
                 probe.cancel()
@@ -156,6 +151,9 @@ class Rig:
         self.cpu = proc_stats.CpuWindow({"phone emulator": None})
         """CPU of each process while the last ``calls`` ran (see ``cpu_per_call_second``)."""
         self.call_seconds = 0.0
+        self.live = False
+        """Calls are being placed or in progress (the phone's lag is sampled only then, as the call
+        server's is only while it has live calls: not the bench's own database reads after them)."""
 
     async def wait_ready(self, port: int) -> None:
         for _ in range(300):
@@ -181,12 +179,16 @@ class Rig:
             await s.commit()
         sids = []
         self.cpu.start()
+        self.live = True
         for k, call_id in enumerate(ids, first):
             sids.append(await self.telephony.place_call(to=number(k), call_id=call_id, record=False,
                                                         time_limit_s=600))
             await asyncio.sleep(0.1)
         net = self.stack.network
-        await asyncio.gather(*(net.wait_for_end(sid, timeout_s) for sid in sids))
+        try:
+            await asyncio.gather(*(net.wait_for_end(sid, timeout_s) for sid in sids))
+        finally:
+            self.live = False
         self.cpu.stop()
         done = [net.calls[sid] for sid in sids]
         self.call_seconds = proc_stats.call_seconds(done)
@@ -234,26 +236,6 @@ class Rig:
         await asyncio.to_thread(self.child.wait, 30)
         if self.stats_file.exists():
             self.server_stats = json.loads(self.stats_file.read_text())
-
-
-def report(title: str, values: list[float], unit: str = "ms") -> str:
-    if not values:
-        return f"{title}: no samples"
-    return (f"{title}: p50 {pct(values, 0.5):.1f} {unit}, p99 {pct(values, 0.99):.1f} {unit}, "
-            f"max {max(values):.1f} {unit} (n={len(values)})")
-
-
-def cpu_report(result: dict[str, Any]) -> str:
-    """CPU per call-second of each process: what it costs, whatever else the machine was doing."""
-    return ("CPU ms per call-second: " + ", ".join(f"{name} {ms:.1f}" for name, ms in result["cpu"].items())
-            + f" ({result['call_seconds']:.0f} call-seconds)")
-
-
-def gc_report(result: dict[str, Any]) -> str:
-    def one(pauses: dict[str, list[float]]) -> str:
-        return ", ".join(f"gen{gen} n={len(v)} max {max(v, default=0):.1f} ms" for gen, v in pauses.items())
-
-    return "GC pauses: " + "; ".join(f"{name} {one(pauses)}" for name, pauses in result["gc"].items())
 
 
 async def measure_latency(calls: int, turns: int) -> dict[str, Any]:

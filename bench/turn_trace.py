@@ -41,12 +41,14 @@ LONG = ("Sure, let me explain how this works: I will check the appointment time,
         "address with you, and finally send a reminder message the day before the visit.")
 
 
-async def loop_lag(out: list[float], period_s: float = 0.005) -> None:
-    """Append how late each ``period_s`` sleep woke (ms): how long something else held this loop."""
+async def loop_lag(out: list[float], period_s: float = 0.005, when: Callable[[], bool] | None = None) -> None:
+    """Append how late each ``period_s`` sleep woke (ms): how long something else held this loop; only
+    while ``when()`` is true if given."""
     while True:
         start = time.perf_counter()
         await asyncio.sleep(period_s)
-        out.append((time.perf_counter() - start - period_s) * 1000)
+        if when is None or when():
+            out.append((time.perf_counter() - start - period_s) * 1000)
 
 
 def utterance(caller: int, question: int) -> str:

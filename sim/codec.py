@@ -49,6 +49,7 @@ def _build_filler() -> bytes:
 
 
 _FILLER = _build_filler()
+_FILLER_TWICE = _FILLER * 2  # any window of up to len(_FILLER) bytes is one slice of this
 
 
 def _crc(data: bytes) -> int:
@@ -84,6 +85,8 @@ def _packet(word: str, duration_ms: int) -> bytes:
 
 def _filler(n: int, seed: int) -> bytes:
     start = seed % len(_FILLER)
+    if n <= len(_FILLER):  # every word (4 s of filler): no 32-64 KB repetition built per word
+        return _FILLER_TWICE[start:start + n]
     reps = (start + n) // len(_FILLER) + 1
     return (_FILLER * reps)[start:start + n]
 
