@@ -7,7 +7,14 @@ mu-law 8 kHz goes through untouched (``encoding=mulaw&sample_rate=8000``).
 
 Reconnect: the socket may drop mid-call. Audio not yet covered by a final result is kept (bounded) and
 sent again on the new socket, so the callee's turn in progress is transcribed in full; ``push`` never
-blocks, the audio just waits in a queue while the socket reconnects. Shape after livekit-agents'
+blocks, the audio just waits in a queue while the socket reconnects.
+
+Sends: every frame goes out as it arrives (one WebSocket message, one socket write each: at 100 calls
+the biggest single cost of the call server's media path), except in a long silence. Once the callee has
+been quiet for longer than endpointing and ``utterance_end_ms`` (so those events are not delayed), quiet
+frames are sent 200 ms at a time; the first frame with sound in it goes out at once with them, so a
+barge-in is heard as early as before. Deepgram gets the same audio, in 20-200 ms messages (it takes any
+size). Shape after livekit-agents'
 deepgram plugin (``SpeechStream._run``: send, receive and keepalive inside one connection scope).
 """
 
@@ -22,11 +29,23 @@ from deepgram import AsyncDeepgramClient
 from deepgram.environment import DeepgramClientEnvironment
 from loguru import logger
 
+from callserver.audio import decode
 from callserver.stt.base import SpeechStarted, SttEvent, Transcript, UtteranceEnd
 
 BYTES_PER_S = 8000
 MAX_REPLAY_S = 30.0
 """Keep at most this much unconfirmed audio for a resend (a long monologue without finals)."""
+QUIET_BATCH_BYTES = 1600
+"""200 ms: how much quiet audio goes in one send once the callee has been quiet a while."""
+QUIET_PEAK = 500
+"""A frame whose samples all stay below this (of 32767) is quiet: line noise sits far below, speech and
+music peak far above."""
+_SOUND = bytes(int(abs(int(v)) >= QUIET_PEAK) for v in decode(bytes(range(256))))
+"""mu-law byte -> 1 if its sample reaches QUIET_PEAK: ``b"\\x01" in frame.translate(_SOUND)`` in C."""
+
+
+def is_quiet(frame: bytes) -> bool:
+    return b"\x01" not in frame.translate(_SOUND)
 
 
 def _connect_without_deflate() -> None:
@@ -71,6 +90,8 @@ class DeepgramSTT:
         }
         self.keepalive_s = keepalive_s
         self.max_reconnects = max_reconnects
+        self.quiet_after_bytes = (max(endpointing_ms, utterance_end_ms) + 500) * BYTES_PER_S // 1000
+        """Quiet audio after which frames are grouped: Deepgram has ended the utterance by then."""
 
     def stream(self) -> DeepgramSttStream:
         return DeepgramSttStream(self)
@@ -82,6 +103,9 @@ class DeepgramSttStream:
         self._pending = bytearray()
         """Audio pushed but not sent yet; the sender takes all of it at once (one send, however much)."""
         self._wake = asyncio.Event()
+        """Set when the pending audio is due (not merely queued: quiet frames wait for a batch)."""
+        self._quiet_bytes = 0
+        """Quiet audio since the last frame with sound in it."""
         self._unconfirmed = bytearray()
         self._base = 0
         """Offset of ``_unconfirmed[0]`` in the current socket's audio (bytes)."""
@@ -105,6 +129,13 @@ class DeepgramSttStream:
             del self._unconfirmed[:overflow]
             self._base += overflow
         self._pending += audio
+        if is_quiet(audio):
+            self._quiet_bytes += len(audio)
+            if (self._quiet_bytes > self._owner.quiet_after_bytes
+                    and len(self._pending) < QUIET_BATCH_BYTES):
+                return  # a long silence: this frame goes with the next ones
+        else:
+            self._quiet_bytes = 0
         self._wake.set()
 
     def close(self) -> None:
@@ -160,14 +191,15 @@ class DeepgramSttStream:
         # One event and (while idle) one timer per wake-up: this runs for every 20 ms frame of every call.
         keepalive_s = self._owner.keepalive_s
         while True:
-            if not self._pending and not self._closing.is_set():
-                self._wake.clear()
+            if not self._wake.is_set() and not self._closing.is_set():
                 try:
                     async with asyncio.timeout(keepalive_s):
                         await self._wake.wait()
                 except TimeoutError:
-                    await socket.send_keep_alive()  # no audio flowing (e.g. between two Twilio streams)
-                    continue
+                    if not self._pending:
+                        await socket.send_keep_alive()  # no audio flowing (e.g. between two Twilio streams)
+                        continue
+            self._wake.clear()
             if self._pending:
                 data = bytes(self._pending)
                 self._pending.clear()

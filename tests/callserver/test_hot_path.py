@@ -22,7 +22,7 @@ from callserver.history import History, ToolCallRecord
 from callserver.llm.anthropic import AnthropicLLM
 from callserver.llm.base import LLMError
 from callserver.llm.openai import OpenAILLM
-from callserver.stt.deepgram import DeepgramSTT
+from callserver.stt.deepgram import QUIET_BATCH_BYTES, DeepgramSTT, is_quiet
 from callserver.tools import default_registry, to_anthropic, to_openai
 from callserver.twilio_stream import Media, MediaStream
 from dialer.runtime import loop_factory, tune_gc
@@ -89,6 +89,29 @@ async def test_an_idle_sender_sends_keepalives_then_audio_again(stt: DeepgramSTT
     kinds = [kind for kind, _ in socket.sent]
     assert kinds[:2] == ["keepalive", "keepalive"]
     assert kinds[-2:] == ["media", "close"]
+
+
+async def test_a_long_silence_goes_out_in_200_ms_sends_and_sound_at_once(stt: DeepgramSTT) -> None:
+    stream = stt.stream()
+    socket = RecordingSocket()
+    sender = asyncio.create_task(stream._send(socket))
+    quiet, loud = audio.silence(20), b"\x10" * 160
+    assert is_quiet(quiet) and is_quiet(audio.encode(np.full(160, 400.0))) and not is_quiet(loud)
+    holdoff = stt.quiet_after_bytes // 160  # 1.5 s with Deepgram's defaults: endpointing and utterance end
+    for _ in range(holdoff + 25):  # then 0.5 s more of it
+        stream.push(quiet)
+        await asyncio.sleep(0)
+    stream.push(loud)  # the callee speaks: goes out now, with the quiet audio still waiting
+    await asyncio.sleep(0)
+    stream.push(quiet)  # right after sound, frames go one by one again
+    await asyncio.sleep(0)
+    stream.close()
+    await asyncio.wait_for(sender, 1)
+    sizes = [len(data) for kind, data in socket.sent if kind == "media"]
+    assert sizes[:holdoff] == [160] * holdoff
+    assert sizes[holdoff:] == [QUIET_BATCH_BYTES, QUIET_BATCH_BYTES, 5 * 160 + 160, 160]
+    sent = b"".join(data for kind, data in socket.sent if kind == "media")
+    assert sent == quiet * (holdoff + 25) + loud + quiet and socket.sent[-1] == ("close", None)
 
 
 class CapturingWs:
