@@ -119,10 +119,15 @@ _MIN_BLOCKS = 2  # a tone shorter than two blocks is not a digit
 _BASIS = np.exp(-2j * np.pi * np.outer(_ALL_FREQS, np.arange(_BLOCK)) / SAMPLE_RATE)
 
 
+# A full-block sine of amplitude A gives |X|^2 = (A*N/2)^2 and block energy A^2*N/2: the basis is scaled by
+# sqrt(2/N) so that |X|^2 is on the block energy's scale.
+_BASIS_T = np.ascontiguousarray(_BASIS.T) * np.sqrt(2 / _BLOCK)
+
+
 def _goertzel_powers(blocks: np.ndarray) -> np.ndarray:
     """Power at each of the 8 DTMF frequencies, on the same scale as the block energy."""
-    # A full-block sine of amplitude A gives |X|^2 = (A*N/2)^2 and block energy A^2*N/2.
-    return np.abs(blocks @ _BASIS.T) ** 2 * 2 / _BLOCK
+    z = blocks @ _BASIS_T
+    return z.real ** 2 + z.imag ** 2
 
 
 def _classify(block: np.ndarray, powers: np.ndarray) -> str | None:
@@ -149,7 +154,7 @@ def _classify_blocks(blocks: np.ndarray) -> list[str | None]:
     if not candidates.any():
         return [None] * len(blocks)
     powers = _goertzel_powers(blocks)
-    strongest = powers[:, :4].max(axis=1) + powers[:, 4:].max(axis=1)
+    strongest = powers.reshape(-1, 2, 4).max(axis=2).sum(axis=1)  # strongest row + strongest column
     # The two tones must carry most of the energy; the margin keeps this no stricter than _classify.
     candidates &= strongest >= _MIN_SHARE * energy * (1 - 1e-9)
     if not candidates.any():
@@ -237,4 +242,5 @@ def is_silence(data: bytes, threshold: int = 200) -> bool:
     """True when the decoded PCM's RMS is under ``threshold``."""
     if _digital_silence(data):
         return True
-    return float(_SQUARES[np.frombuffer(data, dtype=np.uint8)].mean()) < threshold * threshold
+    # sum / n is what .mean() computes, without its Python-level wrapper (the phone asks every frame).
+    return float(_SQUARES.take(np.frombuffer(data, dtype=np.uint8)).sum()) / len(data) < threshold * threshold
