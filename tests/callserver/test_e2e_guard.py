@@ -106,6 +106,7 @@ async def test_call_is_ended_politely_at_its_cost_limit(call_stack) -> None:  # 
     long_talk = ("Well, let me look that up for you, it may take a while, our system is rather slow today "
                  "and I need to check a few different screens before I can tell you anything at all.")
     async with call_stack(brain=brain(), **FAST, price_deepgram_stt_per_min=1.2, max_call_cost=1.0,
+                          limit_wrap_up_share=0.5,  # warned ~25 s of call before the limit: turns in between
                           cost_report_s=0.5) as stack:
         stack.network.attach(NUMBER, scenario(*[long_talk] * 8))
         call_id = await stack.place_call(NUMBER, TASK)
