@@ -209,13 +209,19 @@ class Rig:
 
     async def _wait_stored(self, ids: list[int], timeout_s: float = 60) -> None:
         # The call server's end-of-call work (summary) finishes after the phone hangs up.
-        async with asyncio.timeout(timeout_s):
-            while True:
-                async with self.db.session() as s:
-                    rows = (await s.exec(select(Call).where(Call.id.in_(ids)))).all()  # type: ignore[union-attr]
-                if all(row.ended_at is not None and row.outcome for row in rows):
-                    return
-                await asyncio.sleep(0.2)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            async with self.db.session() as s:
+                rows = (await s.exec(select(Call).where(Call.id.in_(ids)))).all()  # type: ignore[union-attr]
+            missing = [row for row in rows if row.ended_at is None or not row.outcome]
+            if not missing:
+                return
+            if time.monotonic() > deadline:  # say which calls and how far they got, to diagnose
+                states = "; ".join(f"#{r.id} status={r.status} ended_at={r.ended_at} outcome={r.outcome!r} "
+                                   f"reason={r.end_reason!r}" for r in missing[:10])
+                raise TimeoutError(f"{len(missing)} call(s) not stored as ended after {timeout_s:.0f} s: "
+                                   f"{states}")
+            await asyncio.sleep(0.2)
 
     async def server_turns(self) -> dict[int, list[dict[str, float]]]:
         """The call server's own per-turn figures (CallEvent turn_metrics), per call id, in order."""
