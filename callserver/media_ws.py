@@ -25,7 +25,9 @@ router = APIRouter()
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 INTERNAL_ERROR = 1011
-STATUS_CHECKS_S = (0.0, 1.0, 3.0)
+# Waits between status checks after a stream ended: quick at first (a hang-up is usually final at once),
+# then spaced out, so a status callback lost under load cannot leave the call open until its time limit.
+STATUS_CHECKS_S = (0.0, 1.0, 3.0, 10.0, 30.0, 60.0)
 
 
 @router.websocket("/twilio/media")
