@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,34 @@ def call_stack(sqlite_url: str):  # type: ignore[no-untyped-def]
     from dialer.demo import call_stack as start
 
     return functools.partial(start, db_url=sqlite_url)
+
+
+# --- LLM providers through the real SDKs, against sim's emulators --------------------------------------
+@pytest.fixture
+async def openai_sim() -> AsyncIterator[tuple[Any, Any]]:
+    """(emulator, OpenAILLM) with a fast scripted emulator; script replies on ``emulator.replies``."""
+    from callserver.llm.openai import OpenAILLM
+    from sim.llm_script import ReplyQueue
+    from sim.openai import create_openai_app
+    from sim.server import serve
+
+    emu = create_openai_app(ReplyQueue(), ttft_s=0.01, tokens_per_s=2000)
+    async with serve(emu.app) as url:
+        llm = OpenAILLM(api_key="k", base_url=f"{url}/v1", model="gpt-test")
+        yield emu, llm
+        await llm.close()
+
+
+@pytest.fixture
+async def anthropic_sim() -> AsyncIterator[tuple[Any, Any]]:
+    """(emulator, AnthropicLLM), as ``openai_sim``."""
+    from callserver.llm.anthropic import AnthropicLLM
+    from sim.anthropic import create_anthropic_app
+    from sim.llm_script import ReplyQueue
+    from sim.server import serve
+
+    emu = create_anthropic_app(ReplyQueue(), ttft_s=0.01, tokens_per_s=2000)
+    async with serve(emu.app) as url:
+        llm = AnthropicLLM(api_key="k", base_url=url, model="claude-test")
+        yield emu, llm
+        await llm.close()

@@ -31,15 +31,6 @@ async def _collect(events: AsyncIterator[LLMEvent]) -> list[LLMEvent]:
     return [e async for e in events]
 
 
-@pytest.fixture
-async def openai_sim() -> AsyncIterator[tuple[Any, OpenAILLM]]:
-    emu = create_openai_app(ReplyQueue(), ttft_s=0.01, tokens_per_s=2000)
-    async with serve(emu.app) as url:
-        llm = OpenAILLM(api_key="k", base_url=f"{url}/v1", model="gpt-test")
-        yield emu, llm
-        await llm.close()
-
-
 @pytest.fixture(params=["openai", "anthropic"])
 async def any_sim(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Any, Any]]:
     if request.param == "openai":
@@ -50,15 +41,6 @@ async def any_sim(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Any, An
         llm: Any = (OpenAILLM(api_key="k", base_url=f"{url}/v1", model="gpt-test")
                     if request.param == "openai"
                     else AnthropicLLM(api_key="k", base_url=url, model="claude-test"))
-        yield emu, llm
-        await llm.close()
-
-
-@pytest.fixture
-async def anthropic_sim() -> AsyncIterator[tuple[Any, AnthropicLLM]]:
-    emu = create_anthropic_app(ReplyQueue(), ttft_s=0.01, tokens_per_s=2000)
-    async with serve(emu.app) as url:
-        llm = AnthropicLLM(api_key="k", base_url=url, model="claude-test")
         yield emu, llm
         await llm.close()
 

@@ -18,10 +18,7 @@ from callserver.llm.base import Done, LLMError, LLMEvent, TextDelta, ToolCallEve
 from callserver.llm.openai import ChunkReader, OpenAILLM
 from callserver.llm.sse import SseDecoder, SseEvent
 from callserver.tools import default_registry, to_anthropic, to_openai
-from sim.anthropic import create_anthropic_app
-from sim.llm_script import Reply, ReplyQueue, ToolCall
-from sim.openai import create_openai_app
-from sim.server import serve
+from sim.llm_script import Reply, ToolCall
 
 TOOLS = default_registry().defs
 
@@ -118,15 +115,6 @@ def test_a_stream_without_finish_reason_is_an_error_and_nothing_after_done_count
 
 
 # --- against the emulator, through the real SDK ----------------------------------------------------
-@pytest.fixture
-async def openai_sim() -> AsyncIterator[tuple[Any, OpenAILLM]]:
-    emu = create_openai_app(ReplyQueue(), ttft_s=0.01, tokens_per_s=2000)
-    async with serve(emu.app) as url:
-        llm = OpenAILLM(api_key="k", base_url=f"{url}/v1", model="gpt-test")
-        yield emu, llm
-        await llm.close()
-
-
 async def test_usage_is_the_emulators_billed_tokens(openai_sim: tuple[Any, OpenAILLM]) -> None:
     emu, llm = openai_sim
     emu.brain.push(Reply("Sure, one moment.", [ToolCall("note_fact", {"label": "a", "value": "b"})]))
@@ -242,15 +230,6 @@ def test_anthropic_error_event_raises_and_a_stream_without_message_stop_is_an_er
     with pytest.raises(LLMError, match="overloaded_error"):
         reader.feed("error", json.dumps({"type": "error", "error": {"type": "overloaded_error",
                                                                     "message": "Overloaded"}}))
-
-
-@pytest.fixture
-async def anthropic_sim() -> AsyncIterator[tuple[Any, AnthropicLLM]]:
-    emu = create_anthropic_app(ReplyQueue(), ttft_s=0.01, tokens_per_s=2000)
-    async with serve(emu.app) as url:
-        llm = AnthropicLLM(api_key="k", base_url=url, model="claude-test")
-        yield emu, llm
-        await llm.close()
 
 
 async def test_anthropic_error_event_mid_stream_after_the_words_before_it(
