@@ -1,9 +1,11 @@
 """One call's provider usage and cost as it runs, the per-call cost limit, and the do-not-call request.
 
 Units are counted on our side, where they are spent: LLM tokens from each response's usage field
-(`MeteredLLM`, also around the post-call summary), TTS characters when a phrase is sent for synthesis
-(`MeteredTTS`), STT audio as it is sent to Deepgram, call time from the inbound audio (Twilio sends a
-frame every 20 ms while the call is up, so it is call time even on a compressed test clock). The shared
+(`MeteredLLM`, also around the post-call summary; a reply cut off by a barge-in gets no usage field but is
+billed all the same, so its tokens are estimated at ~4 characters per token), TTS characters when a
+phrase is sent for synthesis (`MeteredTTS`), STT audio as it is sent to Deepgram, call time from the
+inbound audio (Twilio sends a frame every 20 ms while the call is up, so it is call time even on a
+compressed test clock). The shared
 providers are wrapped per call, so the session code is unchanged. At the end Twilio's own figure
 (`CallDuration`, or the call resource's `duration`) replaces our call clock, since that is what it bills.
 
@@ -17,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from callserver.llm.base import Usage
+from callserver.llm.base import TextDelta, Usage
 from callserver.metrics import percentile
 from shared import dnc
 from shared.costs import Units, breakdown
@@ -57,12 +60,45 @@ class MeteredLLM:
         return getattr(self._llm, name)
 
     async def stream(self, history: Any, tools: Any) -> AsyncIterator[Any]:
-        async with contextlib.aclosing(self._llm.stream(history, tools)) as events:
-            async for event in events:
-                if isinstance(event, Usage):
-                    self.units.add_llm(event.provider, event.input_tokens, event.output_tokens)
-                    continue
-                yield event
+        asked = len(history.messages)  # what the request holds; the history grows once the reply is in
+        pieces = chars = 0
+        billed = failed = False
+        try:
+            async with contextlib.aclosing(self._llm.stream(history, tools)) as events:
+                async for event in events:
+                    if isinstance(event, Usage):
+                        billed = True
+                        self.units.add_llm(event.provider, event.input_tokens, event.output_tokens)
+                        continue
+                    if isinstance(event, TextDelta):
+                        pieces += 1
+                        chars += len(event.text)
+                    yield event
+        except Exception:
+            failed = True  # the provider failed the request: nothing to add for it
+            raise
+        finally:
+            if pieces and not billed and not failed:
+                # Closed early (barge-in) or no usage field: the provider still bills the whole prompt
+                # and what it generated. The estimate runs after the reply, off the critical path.
+                self.units.add_llm(self._llm.name, estimate_prompt_tokens(history, tools, asked),
+                                   max(pieces, estimate_tokens(chars)))
+
+
+def estimate_tokens(chars: int) -> int:
+    return (chars + 3) // 4
+
+
+def estimate_prompt_tokens(history: Any, tools: Any, messages: int) -> int:
+    """~4 characters per token over what the model reads: system prompt, the first ``messages``
+    messages and the tool definitions."""
+    chars = len(history.system)
+    for m in history.messages[:messages]:
+        chars += len(getattr(m, "note_text", "") if m.role == "note" else m.text or "")
+        chars += sum(len(c.name) + len(json.dumps(c.arguments)) for c in getattr(m, "tool_calls", None) or ())
+    for tool in tools or ():
+        chars += len(tool.name) + len(tool.description) + len(json.dumps(tool.parameters))
+    return estimate_tokens(chars)
 
 
 class MeteredTTS:

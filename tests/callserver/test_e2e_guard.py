@@ -22,7 +22,7 @@ from shared.costs import Units, breakdown
 from shared.models import TranscriptLine
 from sim.llm_script import Rule, ScriptedBrain, ToolCall
 from sim.scenarios.engine import Scenario
-from sim.scenarios.steps import hangup, pause, say, wait_for_agent
+from sim.scenarios.steps import hangup, interrupt_after, pause, say, wait_for_agent
 
 FAST = {"speed": 14, "llm_ttft_s": 0.03, "llm_tokens_per_s": 400}
 NUMBER = "+12125550150"
@@ -162,3 +162,29 @@ async def test_user_at_the_daily_call_limit_is_refused(call_stack) -> None:  # t
         with pytest.raises(CallRefused) as refused:
             await stack.calls.prepare(OWNER_ID, number, task)
     assert str(refused.value) == "You have used 2 of 2 calls today; the limit resets at midnight (UTC)."
+
+
+async def test_a_reply_cut_off_by_a_barge_in_is_still_counted(call_stack) -> None:  # type: ignore[no-untyped-def]
+    """A request the barge-in cancels gets no usage field, yet the provider bills its prompt and the
+    tokens it generated: the call's stored tokens follow what the emulator billed, cut request included."""
+    explain = Rule(user=r"explain", priority=6, say="Of course. " + (
+        "You need the referral form from your doctor, your insurance card and a photo ID, and the clinic "
+        "asks you to confirm the appointment one day ahead by phone. ") * 6)
+    steps = [pause(1500), say("Hello?"), wait_for_agent(silence_ms=800),
+             say("Please explain what I need to bring."),
+             interrupt_after(1200, "Sorry, one question, is parking free?"), wait_for_agent(silence_ms=800),
+             say("Okay thanks, goodbye!"), wait_for_agent(silence_ms=800, timeout=5000), hangup()]
+    # The long answer (~200 tokens, ~7 s of call time at this pace) is still being generated when the
+    # callee cuts in; the short replies are done long before the callee speaks again.
+    async with call_stack(brain=brain(explain), **FAST) as stack:
+        stack.network.attach(NUMBER, Scenario("cut", steps, ring_ms=1000))
+        call_id = await stack.place_call(NUMBER, TASK)
+        call = await stack.wait_end(call_id, timeout_s=40)
+        emu = stack.emulators.openai
+    cancelled = [r for r in emu.requests if r.status == "cancelled"]
+    assert cancelled and cancelled[0].output_tokens > 0  # the barge-in really cut a billed request short
+    stored = call.cost["units"]["llm_tokens"]["openai"]
+    # Without the estimate the stored input would miss the whole cut request's prompt.
+    assert stored["input"] == pytest.approx(emu.usage.input_tokens, rel=0.1)
+    assert stored["input"] > emu.usage.input_tokens - cancelled[0].input_tokens
+    assert stored["output"] == pytest.approx(emu.usage.output_tokens, rel=0.25)
