@@ -12,7 +12,6 @@ Event-loop lag and RSS are sampled inside the call server process (see bench/lat
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from pathlib import Path
@@ -103,7 +102,5 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--turns", type=int, default=3)
     args = parser.parse_args()
-    from dialer.runtime import loop_factory
-
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+    with latency.phone_runner() as runner:
         runner.run(main(args.calls, args.turns))

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/latency.py [--turns 10] [--calls 1,50]
     BENCH_SLOW_CALLBACKS=1 ...   (diagnosis: the call server on asyncio's debug loop names slow callbacks)
+    BENCH_PHONE_SLOW_CALLBACKS=1 ...   (the same for this process, the phone network)
 
 The emulated providers run at fixed latencies (Deepgram endpointing 300 ms of audio, LLM first token
 250 ms, ElevenLabs first byte 150 ms, both from the request's arrival): their sum is the provider floor.
@@ -395,6 +396,21 @@ async def serve_with_probes() -> None:
     await asyncio.to_thread(Path(os.environ["STATS_FILE"]).write_text, stats)
 
 
+def phone_runner() -> asyncio.Runner:
+    """The phone network's loop: uvloop as the emulators run (less lag), or with
+    BENCH_PHONE_SLOW_CALLBACKS set asyncio's debug loop naming every callback that held it > 20 ms."""
+    if os.environ.get("BENCH_PHONE_SLOW_CALLBACKS"):
+        import logging
+
+        logging.basicConfig(level=logging.WARNING)
+        runner = asyncio.Runner(debug=True)
+        runner.get_loop().slow_callback_duration = 0.02
+        return runner
+    from dialer.runtime import loop_factory
+
+    return asyncio.Runner(loop_factory=loop_factory())
+
+
 def _rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -422,7 +438,5 @@ if __name__ == "__main__":
         with asyncio.Runner(loop_factory=loop_factory()) as runner:  # as `dialer callserver` runs
             runner.run(serve_with_probes())
     else:
-        from dialer.runtime import loop_factory
-
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:  # emulators on uvloop too: less lag
+        with phone_runner() as runner:
             runner.run(main([int(c) for c in args.calls.split(",")], args.turns))

@@ -77,6 +77,7 @@ class EmulatorStack:
         async with contextlib.AsyncExitStack() as stack:
             for i, (name, app) in enumerate(self.apps().items()):
                 self.urls[name] = await stack.enter_async_context(serve(app, port=port + i if port else 0))
+            self.network.warm_up()
             try:
                 yield self
             finally:

@@ -151,6 +151,16 @@ class PhoneNetwork:
             self._http = httpx.AsyncClient()
         return self._http
 
+    @property
+    def http_ready(self) -> bool:
+        return self._http is not None
+
+    def warm_up(self) -> None:
+        """Build the webhook client now, while no call runs: an httpx client loads the system CA
+        certificates (an SSL context, 25-55 ms of CPU), which held the loop inside the first call's
+        start-up and delayed every other live call's frames."""
+        self.http()
+
     async def aclose(self) -> None:
         for call in list(self.calls.values()):
             call.hang_up("network shut down")

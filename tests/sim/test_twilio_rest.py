@@ -172,3 +172,14 @@ async def test_update_with_twiml_replaces_the_running_document(env: Env) -> None
     await env.net.wait_for_end(call.sid, timeout_s=5)
     assert env.net.calls[call.sid].log.heard_text().endswith("Replaced now.")
     assert env.net.calls[call.sid].end_reason == "twiml ended"
+
+
+async def test_warm_up_builds_the_webhook_client_calls_then_use() -> None:
+    net = PhoneNetwork(accounts={SID: TOKEN})
+    assert not net.http_ready
+    net.warm_up()  # EmulatorStack.running does this once it serves, before any call
+    assert net.http_ready
+    client = net.http()
+    assert net.http() is client  # the first call's start-up reuses it instead of building one
+    await net.aclose()
+    assert not net.http_ready
