@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -63,9 +65,20 @@ def _connect_without_deflate() -> None:
             module.websockets_client_connect = _without_deflate(connect)
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS context for every listen socket of the process. Without it each ``wss://`` connect builds
+    a default context (asyncio does, for ``ssl=True``), loading the CA bundle from disk: 23-38 ms holding
+    the event loop, and so every other call's audio, at each call start and each reconnect."""
+    return ssl.create_default_context()
+
+
 def _without_deflate(connect: Any) -> Any:
     def without_deflate(*args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("compression", None)
+        uri = args[0] if args else kwargs.get("uri", "")
+        if str(uri).startswith("wss://"):
+            kwargs.setdefault("ssl", tls_context())
         return connect(*args, **kwargs)
 
     without_deflate.without_deflate = True  # type: ignore[attr-defined]
@@ -82,6 +95,8 @@ class DeepgramSTT:
         env = DeepgramClientEnvironment(base=base_url, production=ws_url, agent=ws_url, agent_rest=base_url)
         self.client = AsyncDeepgramClient(api_key=api_key or "unset", environment=env)
         _connect_without_deflate()
+        if ws_url.startswith("wss://"):
+            tls_context()  # loaded now, at start-up, not inside the first call
         self.options: dict[str, Any] = {
             "model": model, "language": language, "encoding": "mulaw", "sample_rate": "8000",
             "channels": "1", "interim_results": "true", "endpointing": str(endpointing_ms),
