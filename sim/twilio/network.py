@@ -158,7 +158,10 @@ class PhoneNetwork:
     def warm_up(self) -> None:
         """Build the webhook client now, while no call runs: an httpx client loads the system CA
         certificates (an SSL context, 25-55 ms of CPU), which held the loop inside the first call's
-        start-up and delayed every other live call's frames."""
+        start-up and delayed every other live call's frames. The call flow (TwiML executor, media
+        streams, the websockets client) is imported here too, not by the first REST create call."""
+        import sim.twilio.callflow  # noqa: F401 (imported lazily by create_call: a circular import)
+
         self.http()
 
     async def aclose(self) -> None:
