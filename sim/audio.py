@@ -9,6 +9,8 @@ minimum tone 40 ms, twist limits); the Goertzel algorithm as used by DTMF receiv
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 SAMPLE_RATE = 8000
@@ -146,19 +148,31 @@ def _classify(block: np.ndarray, powers: np.ndarray) -> str | None:
     return _KEYPAD[r][c]
 
 
+# Prefilter for _classify_blocks. A key needs its strongest row and column tone to carry _MIN_SHARE of the
+# block's energy, and those two powers are at most the sum of all eight, so a block whose eight powers
+# together fall short of that share cannot be a key. That sum is one quadratic form of the block,
+# x @ (B B^T) @ x with B the 8 tones' cos and sin columns, and "sum of powers >= share * energy" is
+# x @ (B B^T - share I) @ x >= 0: one matrix product and one row-wise dot for every block at once. With the
+# share lowered by 1e-6 that form is > 0 (not just >= 0) for any block with energy that passes, by a
+# margin of 7e-7 of its energy against rounding errors below 1e-12 of it, so it never rejects a block the
+# exact test would pass; an all-zero block (0 > 0) is rejected, as the energy floor rejects it.
+_REAL_BASIS = np.concatenate((_BASIS_T.real, _BASIS_T.imag), axis=1)
+_SHARE_FORM = _REAL_BASIS @ _REAL_BASIS.T - _MIN_SHARE * (1 - 1e-6) * np.eye(_BLOCK)
+
+
+def _maybe_keys(blocks: np.ndarray) -> np.ndarray:
+    """False for every block that provably cannot classify as a key (speech, noise, music, silence)."""
+    return np.einsum("ij,ij->i", blocks @ _SHARE_FORM, blocks) > 0
+
+
 def _classify_blocks(blocks: np.ndarray) -> list[str | None]:
-    """``_classify`` for every block, with its first tests done for all blocks at once: the phone runs this
-    on every frame it plays, and speech or music fails them (only a tone gets to the per-block checks)."""
-    energy = np.einsum("ij,ij->i", blocks, blocks)
-    candidates = energy >= _MIN_POWER * _BLOCK  # quiet blocks cannot hold a tone
+    """``_classify`` for every block: the phone runs this on every frame it plays. One cheap test over all
+    blocks (``_maybe_keys``) rejects speech, music and noise; only blocks that pass it get the exact
+    per-block checks, so the result is the same as calling ``_classify`` on each."""
+    candidates = _maybe_keys(blocks)
     if not candidates.any():
         return [None] * len(blocks)
     powers = _goertzel_powers(blocks)
-    strongest = powers.reshape(-1, 2, 4).max(axis=2).sum(axis=1)  # strongest row + strongest column
-    # The two tones must carry most of the energy; the margin keeps this no stricter than _classify.
-    candidates &= strongest >= _MIN_SHARE * energy * (1 - 1e-9)
-    if not candidates.any():
-        return [None] * len(blocks)
     return [_classify(block, p) if ok else None
             for block, p, ok in zip(blocks, powers, candidates.tolist(), strict=True)]
 
@@ -238,9 +252,22 @@ def _digital_silence(data: bytes) -> bool:
     return not data.lstrip(b"\xff")
 
 
+@functools.lru_cache(maxsize=32)
+def _quiet_bytes(n: int, threshold: int) -> bytes:
+    """The mu-law bytes whose square alone stays under the ``threshold`` RMS budget of ``n`` samples."""
+    budget = threshold * threshold * n
+    return bytes(b for b in range(256) if _SQUARES[b] < budget)
+
+
 def is_silence(data: bytes, threshold: int = 200) -> bool:
     """True when the decoded PCM's RMS is under ``threshold``."""
     if _digital_silence(data):
         return True
+    # One sample whose square reaches threshold^2 * n puts the mean square over threshold^2 by itself (the
+    # squares are non-negative, and their sum is exact: integers under 2^53), so a frame holding such a
+    # byte is not silence. lstrip finds it in C, stopping at the first one: speech frames are decided
+    # there, without the sum.
+    if data.lstrip(_quiet_bytes(len(data), threshold)):
+        return False
     # sum / n is what .mean() computes, without its Python-level wrapper (the phone asks every frame).
     return float(_SQUARES.take(np.frombuffer(data, dtype=np.uint8)).sum()) / len(data) < threshold * threshold

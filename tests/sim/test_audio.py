@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -89,3 +91,114 @@ def test_hold_music_is_deterministic_and_sized() -> None:
 def test_unknown_digit_rejected() -> None:
     with pytest.raises(ValueError):
         dtmf_tones("1x")
+
+
+def _blocks_of(data: bytes, offset: int = 0) -> np.ndarray:
+    samples = mulaw_decode(data[offset:]).astype(np.float64)
+    usable = len(samples) - len(samples) % audio._BLOCK
+    return samples[:usable].reshape(-1, audio._BLOCK)
+
+
+def _pair_share(block: np.ndarray) -> float:
+    powers = audio._goertzel_powers(block[None])[0]
+    return float((powers[:4].max() + powers[4:].max()) / np.dot(block, block))
+
+
+def _all_tones_share(block: np.ndarray) -> float:
+    return float(audio._goertzel_powers(block[None])[0].sum() / np.dot(block, block))
+
+
+def _share_edge_blocks(share: Callable[[np.ndarray], float]) -> np.ndarray:
+    """Tone pairs in noise scaled so that ``share`` is within ~1% of the 70% limit, twist around its 8 dB
+    limit, energy around its floor: where a too-strict prefilter would show."""
+    rng = np.random.default_rng(7)
+    t = np.arange(audio._BLOCK) / audio.SAMPLE_RATE
+    out = []
+    for row in audio.ROW_FREQS:
+        for col in audio.COL_FREQS:
+            for twist_db in (0.0, 7.9, 8.1):
+                for level in (200.0, 1000.0, 8000.0):
+                    phase = rng.uniform(0, 2 * np.pi, 2)
+                    tone = level * (np.sin(2 * np.pi * row * t + phase[0])
+                                    + 10 ** (-twist_db / 20) * np.sin(2 * np.pi * col * t + phase[1]))
+                    noise = level * rng.normal(0, 1, len(t))
+                    low, high = 0.0, 3.0  # noise scale: the share falls as it grows; bisect to 70%
+                    for _ in range(30):
+                        mid = (low + high) / 2
+                        above = share(tone + mid * noise) > audio._MIN_SHARE
+                        low, high = (mid, high) if above else (low, mid)
+                    out += [np.round(tone + low * k * noise) for k in np.linspace(0.99, 1.01, 41)]
+    return np.array(out)
+
+
+def test_classify_blocks_equals_block_by_block_classify() -> None:
+    from sim.codec import encode_speech
+
+    rng = np.random.default_rng(3)
+    speech = encode_speech("Thanks for calling, your table for 4 is booked at 7:30 tonight. " * 3)
+    sources = [
+        _blocks_of(dtmf_tones(ALL_DIGITS, tone_ms=70, gap_ms=40), offset)
+        for offset in (0, 13, 51)
+    ] + [
+        _blocks_of(speech, 0), _blocks_of(speech, 77),
+        _blocks_of(b"".join(audio.hold_music(2000, seed=s) for s in range(3))),
+        _blocks_of(audio.beep() + audio.beep(300, 697.0) + audio.beep(300, 1633.0)),
+        _blocks_of(mulaw_encode(rng.normal(0, 3000, 20000))),
+        _blocks_of(audio.hold_music(500) + dtmf_tones("9") + speech[:3000]),
+        _share_edge_blocks(_pair_share), _share_edge_blocks(_all_tones_share),
+    ]
+    keys = 0
+    for blocks in sources:
+        powers = audio._goertzel_powers(blocks)
+        expected = [audio._classify(block, p) for block, p in zip(blocks, powers, strict=True)]
+        assert audio._classify_blocks(blocks) == expected
+        keys += sum(key is not None for key in expected)
+    assert keys > 500  # the edge cases include plenty of blocks that do classify as keys
+
+
+def test_prefilter_is_the_all_tones_share_test() -> None:
+    # _maybe_keys computes "the 8 tone powers together carry the share" as one quadratic form; checked
+    # here against the powers themselves on blocks within 1% of the limit on either side.
+    blocks = _share_edge_blocks(_all_tones_share)
+    total = audio._goertzel_powers(blocks).sum(axis=1)
+    energy = np.einsum("ij,ij->i", blocks, blocks)
+    expected = total > audio._MIN_SHARE * (1 - 1e-6) * energy
+    assert 0.2 < expected.mean() < 0.8
+    assert (audio._maybe_keys(blocks) == expected).all()
+
+
+def test_prefilter_rejects_all_speech_without_exact_checks() -> None:
+    # What makes detection cheap: every block of agent speech fails the one vectorised test.
+    from sim.codec import encode_speech
+
+    speech = encode_speech("Hello, this is the assistant calling about your appointment tomorrow. " * 4)
+    for offset in (0, 40, 101):
+        assert not audio._maybe_keys(_blocks_of(speech, offset)).any()
+
+
+def _reference_is_silence(data: bytes, threshold: int = 200) -> bool:
+    pcm = mulaw_decode(data).astype(np.float64)
+    return len(data) == 0 or float(np.mean(pcm * pcm)) < threshold * threshold
+
+
+def test_is_silence_equals_rms_test() -> None:
+    from sim.codec import encode_speech
+
+    rng = np.random.default_rng(5)
+    speech = encode_speech("Hello, this is the assistant calling about your appointment tomorrow. " * 2)
+    streams = [speech, audio.hold_music(2000), audio.beep(), dtmf_tones("123"), audio.silence(300)]
+    # Noise at levels around the threshold, and single clicks in silence: where the shortcut must defer.
+    streams += [mulaw_encode(rng.normal(0, sigma, 4000)) for sigma in (5, 50, 150, 190, 200, 210, 260, 2000)]
+    click = bytearray(audio.silence(20))
+    for loud in (1000, 2400, 2600, 9000):
+        click[77] = mulaw_encode(np.array([loud], dtype=np.int16))[0]
+        streams.append(bytes(click))
+    checked = 0
+    for data in streams:
+        for size in (1, 7, 160, 800, 4000):
+            for threshold in (200, 50, 1000):
+                for i in range(0, len(data), size):
+                    frame = data[i:i + size]
+                    assert audio.is_silence(frame, threshold) == _reference_is_silence(frame, threshold)
+                    checked += 1
+    assert checked > 10000
