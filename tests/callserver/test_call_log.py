@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from callserver.call_log import DRAIN_DELAY_S, CallLog, CallLogWriter, status_advances
+from callserver.call_log import DRAIN_DELAY_S, WRITE_DELAY_S, CallLog, CallLogWriter, _apply, status_advances
 from shared import events
 from shared.bus import InProcessBus
 from shared.db import Database
@@ -141,7 +141,7 @@ async def test_publisher_and_writer_start_a_moment_after_the_first_item(db: Data
         first = await sub.get(timeout=DRAIN_DELAY_S * 10)
         second = await sub.get(timeout=1)
     assert [first[1].text, second[1].text] == ["Can you hear me?", "Hello?"]  # type: ignore[attr-defined]
-    for _ in range(100):
+    for _ in range(int(WRITE_DELAY_S * 100) + 100):  # written WRITE_DELAY_S after the first line
         async with db.session() as s:
             lines = (await s.exec(select(TranscriptLine))).all()
         if len(lines) == 2:
@@ -149,3 +149,98 @@ async def test_publisher_and_writer_start_a_moment_after_the_first_item(db: Data
         await asyncio.sleep(0.01)
     assert sorted(ln.text for ln in lines) == ["Can you hear me?", "Hello?"]
     await log.writer.close()
+
+
+def _logged_rows(call_id: int) -> list[Any]:
+    """What a call logs: lines (one interrupted, one with an offset), a status, facts, actions, figures."""
+    bus = InProcessBus()
+    rows: list[Any] = []
+
+    class Capture(CallLogWriter):
+        def write(self, item: Any) -> None:
+            rows.append(item)
+
+        def publish(self, topic: str, event: Any) -> None:
+            pass
+
+    log = CallLog(call_id, bus=bus, db=None, writer=Capture(bus, None))  # type: ignore[arg-type]
+    log.status("in-progress", answered_by="human", detail="answered")
+    log.line("agent", "Hello there, this is the assistant.", offset_ms=120)
+    log.line("callee", "My card is 4111 1111 1111 1111")
+    log.line("agent", "I was say", interrupted=True, offset_ms=3400)
+    log.fact("reference", "PA-123")
+    log.action("digits", digits="2", nested={"a": [1, 2.5, None, True]})
+    log.turn_metrics(llm_first_token=250.04, first_audio=420)
+    return rows
+
+
+async def _stored(db: Database) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    async with db.session() as s:
+        lines = [ln.model_dump() for ln in (await s.exec(select(TranscriptLine).order_by(TranscriptLine.id)))]
+        evts = [e.model_dump() for e in (await s.exec(select(CallEvent).order_by(CallEvent.id)))]
+        call = (await s.exec(select(Call))).one().model_dump(exclude={"created_at"})
+    return lines, evts, call
+
+
+async def test_rows_are_stored_as_the_orm_stored_them(db: Database, tmp_path: Any) -> None:
+    """The writer inserts rows with Core statements; the ORM unit of work it replaced built a model per
+    row (`model_validate`) and flushed it. Both ways, on two databases: every stored column is equal."""
+    from shared.migrate import upgrade_async
+
+    orm_url = f"sqlite:///{tmp_path}/orm.db"
+    await upgrade_async(orm_url)
+    orm_db = Database(orm_url)
+    try:
+        call_id = await _call(db)
+        assert await _call(orm_db) == call_id
+        rows = _logged_rows(call_id)
+        writer = CallLogWriter(InProcessBus(), db)
+        await writer._write(rows[:3])  # two batches: ids and order carry on across transactions
+        await writer._write(rows[3:])
+        # The replaced code path, as it was: a model per new row, then the Call's update.
+        for batch in (rows[:3], rows[3:]):
+            async with orm_db.session() as s:
+                for item in batch:
+                    if item.model is not None:
+                        stamp = {TranscriptLine: "created_at", CallEvent: "at"}[item.model]
+                        s.add(item.model.model_validate({**item.fields, stamp: item.at}))
+                updates = [item for item in batch if item.status or item.facts]
+                if updates:
+                    call = await s.get(Call, call_id)
+                    assert call is not None
+                    _apply(call, updates)
+                    s.add(call)
+                await s.commit()
+        got, want = await _stored(db), await _stored(orm_db)
+    finally:
+        await orm_db.close()
+    assert len(got[0]) == 3 and len(got[1]) == 4
+    assert got == want
+
+
+async def test_writer_on_postgresql(pg_url: str) -> None:
+    """The same writes against PostgreSQL (asyncpg): JSON payloads, timestamps, the Call's update."""
+    from shared.migrate import upgrade_async
+
+    await upgrade_async(pg_url)
+    db = Database(pg_url)
+    try:
+        call_id = await _call(db)
+        rows = _logged_rows(call_id)
+        writer = CallLogWriter(InProcessBus(), db)
+        for item in rows:
+            writer.write(item)
+        await writer.flush()
+        lines, evts, call = await _stored(db)
+    finally:
+        await db.close()
+    assert [(ln["seq"], ln["speaker"], ln["offset_ms"], ln["interrupted"]) for ln in lines] == [
+        (1, "agent", 120, False), (2, "callee", 0, False), (3, "agent", 3400, True)]
+    assert "4111" not in lines[1]["text"]
+    assert [e["type"] for e in evts] == ["status", "fact", "digits", "turn_metrics"]
+    assert evts[2]["payload"] == {"digits": "2", "nested": {"a": [1, 2.5, None, True]}}
+    assert evts[3]["payload"] == {"llm_first_token": 250.0, "first_audio": 420.0}
+    assert all(e["at"].tzinfo is not None and e["at"] == item.at for e, item in
+               zip(evts, [r for r in rows if r.model is CallEvent], strict=True))
+    assert call["status"] == "in-progress" and call["answered_by"] == "human"
+    assert call["facts"] == [{"label": "reference", "value": "PA-123"}]
