@@ -208,7 +208,7 @@ class Registry:
         await self.services.bus.publish(events.CALL_COMMAND, events.CallCommand(
             call_id=call_id, kind="status", text=status, ref=answered_by))
 
-    async def finish_unless_held_elsewhere(self, call: Call, status: str) -> None:
+    async def finish_unless_held_elsewhere(self, call: lifecycle.StatusChange, status: str) -> None:
         """End a call no session here holds. An answered call may be live on another call server, which
         ends it itself: give that one a moment, and only step in if the call is still not over."""
         if call.answered_at is not None:
@@ -217,7 +217,7 @@ class Registry:
                 row = await s.get(Call, call.id)
             if row is None or row.ended_at is not None:
                 return
-        await lifecycle.finish_call(self.services, call.id or 0, status=status, reason=status)
+        await lifecycle.finish_call(self.services, call.id, status=status, reason=status)
 
     async def _route_commands(self) -> None:
         async with self.services.bus.subscribe(events.CALL_COMMAND) as sub:
