@@ -51,6 +51,8 @@ class HardCalls:
         """(start, end) of past holds on the media clock."""
         self.voicemail = voicemail.VoicemailDrop()
         self.beeps = voicemail.BeepDetector()
+        """Fed only once a voicemail drop is armed: ``unjudged`` keeps the audio before that."""
+        self.unjudged = voicemail.UnjudgedAudio()
         self.silence = SilenceMeter()
         self.call_limit = Limit.with_goodbye("call", settings.max_call_minutes * 60_000.0)
         self.hold_limit = Limit("hold", settings.max_hold_minutes * 60_000.0)
@@ -82,19 +84,21 @@ class HardCalls:
         silent = self.silence.feed_levels(frame_levels.tolist(), frames_ms)
         if silent is not None:
             self.s.log.action("silence", seconds=round(silent / 1000), on_hold=self.hold is not None)
-        if self.voicemail.state in ("idle", "armed") and self.hold is None:
+        if self.hold is not None:
+            return
+        if self.voicemail.state == "idle":
+            self.unjudged.add(frames, frames_ms, frame_levels, self.clock_ms)  # judged if a drop is armed
+        elif self.voicemail.state == "armed":
             self._check_beeps(frames, voicemail.tonal_frames(frames, frame_levels))
 
     def _check_beeps(self, frames: list[bytes], tonal: np.ndarray) -> None:
-        armed = self.voicemail.state == "armed"
-        if not armed and self.beeps.run_ms == 0 and not tonal.any():
-            return  # no tone and none running: the detector would not change
+        """Armed: feed the beep detector frame by frame and leave the message as soon as it is ready."""
         now_ms = self.clock_ms - sum(len(f) for f in frames) / audio.BYTES_PER_MS
         for frame, is_tonal in zip(frames, tonal.tolist(), strict=True):
             frame_ms = len(frame) / audio.BYTES_PER_MS
             now_ms += frame_ms
             self.beeps.feed_tonal(frame_ms, is_tonal, now_ms)
-            if armed and self.voicemail.ready(self.beeps, now_ms):
+            if self.voicemail.ready(self.beeps, now_ms):
                 self.leave_voicemail()
                 return
 
@@ -156,8 +160,7 @@ class HardCalls:
         if voicemail.is_greeting(text) and not text.rstrip().endswith("?"):
             # Greetings are recordings of a person ("I can't take your call"), so first-person words do
             # not make them live; a live "do you want to leave a message?" is a question.
-            self.check_audio()
-            self.voicemail.arm(self.clock_ms, "greeting")
+            self._arm_voicemail("greeting")
             self.s.log.action("voicemail", stage="greeting heard", text=text)
             return True
         if self.ivr.on_turn(text):
@@ -209,13 +212,20 @@ class HardCalls:
             return
         self.check_audio()
         if answered_by.startswith("machine_end"):
-            self.voicemail.arm(self.clock_ms, "amd")
+            self._arm_voicemail("amd")
             self.leave_voicemail()
         elif answered_by == "machine_start":
-            self.voicemail.arm(self.clock_ms, "amd")  # greeting still playing: wait for the beep
+            self._arm_voicemail("amd")  # greeting still playing: wait for the beep
         elif answered_by == "fax":
             self.s.log.action("fax", detail="a fax machine answered")
             self._soon(lambda: self.s.hang_up("fax machine"))
+
+    def _arm_voicemail(self, by: str) -> None:
+        """Judge the audio heard so far for beeps (a beep just before arming counts), then arm the drop."""
+        self.check_audio()
+        if self.voicemail.state == "idle":
+            self.unjudged.judge(self.beeps)
+        self.voicemail.arm(self.clock_ms, by)
 
     def leave_voicemail(self) -> None:
         if self.voicemail.state in ("leaving", "left"):

@@ -12,12 +12,13 @@ recorded.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from callserver.audio import rms, tone_share, tone_shares
+from callserver.audio import BYTES_PER_MS, rms, tone_share, tone_shares
 
 GREETING = re.compile("|".join([
     r"\bleave\s+(?:me\s+|us\s+)?(?:a\s+|your\s+)?(?:brief\s+|short\s+|detailed\s+)?message\b",
@@ -89,6 +90,47 @@ def tonal_frames(frames: list[bytes], frame_levels: np.ndarray) -> np.ndarray:
     if loud.size:
         tonal[loud] = tone_shares([frames[i] for i in loud]) >= BEEP_SHARE
     return tonal
+
+
+@dataclass
+class UnjudgedAudio:
+    """Inbound frames heard while no voicemail drop is armed, kept unjudged for the beep detector.
+
+    The detector's state only matters once a drop is armed (``VoicemailDrop.ready``), so until then the
+    frames are not run through a spectrum (an FFT per loud frame, i.e. every speech frame of every call);
+    the most recent ones are kept and judged once, in order, when the drop is armed. Keeping the last
+    ``RECENT_BEEP_MS + BEEP_MIN_MS`` plus the longest frame of fed audio gives the same ``ready`` answers as
+    judging every frame as it came: a beep run ending ``RECENT_BEEP_MS`` or less before arming has at least
+    ``BEEP_MIN_MS`` of its audio kept (only the audio after its last tonal frame can follow it, and that is at
+    most ``RECENT_BEEP_MS`` plus the frame ending it); an older one cannot make the drop ready; a run still
+    going has its whole length kept when shorter than the window, else is judged long enough either way."""
+
+    batches: deque[tuple[list[bytes], list[float], np.ndarray, float]] = field(default_factory=deque)
+    """(frames, their durations in ms, their ``rms``, media clock at the end of the last), oldest first."""
+    ms: float = 0.0
+    """Audio held, ms."""
+    longest_ms: float = 0.0
+
+    def add(self, frames: list[bytes], frames_ms: list[float], levels: np.ndarray, end_ms: float) -> None:
+        self.batches.append((frames, frames_ms, levels, end_ms))
+        self.ms += sum(frames_ms)
+        self.longest_ms = max(self.longest_ms, max(frames_ms))
+        keep_ms = RECENT_BEEP_MS + BEEP_MIN_MS + self.longest_ms
+        while len(self.batches) > 1 and self.ms - sum(self.batches[0][1]) >= keep_ms:
+            self.ms -= sum(self.batches.popleft()[1])
+
+    def judge(self, beeps: BeepDetector) -> None:
+        """Feed every kept frame to ``beeps`` in order, as if it had been judged when it came; then forget."""
+        for frames, frames_ms, levels, end_ms in self.batches:
+            tonal = tonal_frames(frames, levels)
+            if beeps.run_ms == 0 and not tonal.any():
+                continue  # no tone and none running: the detector would not change
+            now_ms = end_ms - sum(len(f) for f in frames) / BYTES_PER_MS
+            for frame_ms, is_tonal_ in zip(frames_ms, tonal.tolist(), strict=True):
+                now_ms += frame_ms
+                beeps.feed_tonal(frame_ms, is_tonal_, now_ms)
+        self.batches.clear()
+        self.ms = 0.0
 
 
 @dataclass

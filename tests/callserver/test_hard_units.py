@@ -201,3 +201,64 @@ def test_dead_air_reported_from_batches_like_frame_by_frame() -> None:
     batches = [many.feed_levels([0.0] * 25, [20.0] * 25) for _ in range(3)]
     assert [r for r in singles if r] == [r for r in batches if r] == [1000.0]
     assert many.feed_levels([0.0, 500.0], [20.0, 20.0]) is None and many.run_ms == 0
+
+
+def _reference_leave_frame(frames: list[bytes], arm_at: int, hold: range) -> int | None:
+    """The drop as it was judged before: every frame fed to the beep detector as it came (idle or armed,
+    not on hold); the index of the frame after which the message starts, or None."""
+    beeps, drop, clock = voicemail.BeepDetector(), voicemail.VoicemailDrop(), 0.0
+    for i, frame in enumerate(frames):
+        if i == arm_at:
+            drop.arm(clock, "amd")
+        clock += len(frame) / audio.BYTES_PER_MS
+        if i not in hold:
+            beeps.feed(frame, clock)
+            if drop.ready(beeps, clock):
+                return i
+    return None
+
+
+def _lazy_leave_frame(settings_factory: Any, frames: list[bytes], arm_at: int, hold: range) -> int | None:
+    from tests.callserver.test_hardcalls import make
+
+    hard, _ = make(settings_factory)
+    for i, frame in enumerate(frames):
+        if i == arm_at:
+            hard.on_amd("machine_start")
+        if i == hold.start:
+            hard.enter_hold("test", by="test")
+        if i == hold.stop:
+            hard.leave_hold("test")
+        hard.on_media(frame)
+        if hard.voicemail.state == "leaving":
+            return i
+    return None
+
+
+@pytest.mark.parametrize("beep_ms", [100, 120, 140, 400, 5000])
+def test_beeps_judged_only_once_armed_leave_the_message_when_judging_every_frame_would(
+        settings_factory: Any, beep_ms: int) -> None:
+    """Idle audio is judged only when the drop is armed, from the last few seconds kept: the message starts
+    at the same frame as with every frame judged as it came, for beeps ending around the 3 s that still count
+    (and runs longer than what is kept, still going when the drop is armed), wherever the 25-frame batches
+    fall (``phase``)."""
+    for before_ms in (0, 100, 2980, 3000, 3020, 3040, 4000):
+        for phase in range(0, 25, 2):
+            lead = hold_music(4000 + 20 * phase, seed=3) + audio.silence(500)
+            stream = lead + beep(beep_ms) + hold_music(before_ms, seed=4) + hold_music(2600, seed=5)
+            frames = [stream[i:i + 160] for i in range(0, len(stream), 160)]
+            for arm_at in {len(lead) // 160 + (beep_ms + before_ms) // 20, len(lead) // 160 + beep_ms // 40}:
+                expected = _reference_leave_frame(frames, arm_at, range(0))
+                assert _lazy_leave_frame(settings_factory, frames, arm_at, range(0)) == expected, (
+                    before_ms, phase, arm_at)
+
+
+def test_a_beep_across_a_hold_counts_as_before(settings_factory: Any) -> None:
+    """Frames on hold are not judged: a tone before and after a hold is one run, both ways."""
+    stream = hold_music(5000) + beep(100) + hold_music(6000) + beep(60) + hold_music(300) + audio.silence(900)
+    frames = [stream[i:i + 160] for i in range(0, len(stream), 160)]
+    hold = range(255, 255 + 300)  # 6 s of music on hold right after the first 100 ms of tone
+    arm_at = 255 + 300 + 3 + 10
+    expected = _reference_leave_frame(frames, arm_at, hold)
+    assert expected is not None and expected - arm_at <= 2  # the 160 ms run counted: speak at once
+    assert _lazy_leave_frame(settings_factory, frames, arm_at, hold) == expected
