@@ -169,33 +169,42 @@ def _classify_blocks(blocks: np.ndarray) -> list[str | None]:
     """``_classify`` for every block: the phone runs this on every frame it plays. One cheap test over all
     blocks (``_maybe_keys``) rejects speech, music and noise; only blocks that pass it get the exact
     per-block checks, so the result is the same as calling ``_classify`` on each."""
-    candidates = _maybe_keys(blocks)
-    if not candidates.any():
+    candidates = _maybe_keys(blocks).tolist()  # a list: ndarray.any() costs more than the test itself
+    if True not in candidates:
         return [None] * len(blocks)
     powers = _goertzel_powers(blocks)
     return [_classify(block, p) if ok else None
-            for block, p, ok in zip(blocks, powers, candidates.tolist(), strict=True)]
+            for block, p, ok in zip(blocks, powers, candidates, strict=True)]
+
+
+_ZEROS = np.zeros(_BLOCK)
+_ZEROS.flags.writeable = False  # shared by every detector's pending samples while the line is silent
 
 
 class DtmfDetector:
     """Streaming DTMF receiver over mu-law input, any chunk size."""
 
     def __init__(self) -> None:
-        self._pending = np.zeros(0)
+        self._pending = _ZEROS[:0]
+        self._pending_zero = True
+        """Every pending sample is known to be zero (a flag: asking the array costs ~1-3 us a frame)."""
         self._current: str | None = None
         self._run = 0
         self._reported = False
 
     def feed(self, data: bytes) -> list[str]:
         """Digits whose tone ended, or was held >= ~40 ms, within ``data``; one report per tone."""
-        if self._current is None and _digital_silence(data) and not self._pending.any():
+        silent = _digital_silence(data)
+        if silent and self._current is None and self._pending_zero:
             # Nothing can start or end in pure silence after silence: the same result without the
             # arithmetic (most frames of a call; the phone feeds every frame it plays).
-            self._pending = np.zeros((len(self._pending) + len(data)) % _BLOCK)
+            self._pending = _ZEROS[:(len(self._pending) + len(data)) % _BLOCK]
             return []
-        samples = np.concatenate((self._pending, _DECODE_F[np.frombuffer(data, dtype=np.uint8)]))
+        samples = np.concatenate((self._pending, _DECODE_F.take(np.frombuffer(data, dtype=np.uint8))))
         usable = len(samples) - len(samples) % _BLOCK
         self._pending = samples[usable:]
+        # What is left over came from this chunk alone when the chunk is at least as long: zero if silent.
+        self._pending_zero = not len(self._pending) or (silent and len(self._pending) <= len(data))
         digits: list[str] = []
         for key in _classify_blocks(samples[:usable].reshape(-1, _BLOCK)):
             found = self._step(key)

@@ -202,3 +202,25 @@ def test_is_silence_equals_rms_test() -> None:
                     assert audio.is_silence(frame, threshold) == _reference_is_silence(frame, threshold)
                     checked += 1
     assert checked > 10000
+
+
+def test_streaming_detection_reports_each_digit_in_the_chunk_completing_its_block() -> None:
+    # Digital silence skips the arithmetic (after silence, outside a tone); chunkings that end inside
+    # tones, gaps and speech must report each digit exactly where block-by-block feeding puts it.
+    from sim.codec import encode_speech
+
+    stream = (audio.silence(230) + dtmf_tones("1#", tone_ms=70, gap_ms=45) + encode_speech("hello there")
+              + audio.silence(61) + dtmf_tones("7", tone_ms=300, gap_ms=0) + audio.silence(17)
+              + dtmf_tones("D0", tone_ms=90, gap_ms=33) + audio.hold_music(300) + audio.silence(500))
+    block = audio._BLOCK
+    by_block = DtmfDetector()
+    expected_blocks = [(i, d) for i in range(len(stream) // block)
+                       for d in by_block.feed(stream[i * block:(i + 1) * block])]
+    assert "".join(d for _, d in expected_blocks) == "1#7D0"
+    for chunk in (1, 7, 101, 102, 160, 333, 4000):
+        detector = DtmfDetector()
+        got = [(min(i + chunk, len(stream)), d) for i in range(0, len(stream), chunk)
+               for d in detector.feed(stream[i:i + chunk])]
+        ends = [*range(chunk, len(stream), chunk), len(stream)]
+        expected = [(next(e for e in ends if e >= (i + 1) * block), d) for i, d in expected_blocks]
+        assert got == expected, chunk
