@@ -27,6 +27,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.protocol import State
 
 from sim.audio import SILENT_FRAME
 from sim.faults import Faults
@@ -63,6 +64,8 @@ class MediaStream:
         self._chunks = {"inbound": 0, "outbound": 0}
         self._close_reason = "closed"
         self._out: asyncio.Queue[str | None] = asyncio.Queue()
+        self._ws: ClientConnection | None = None
+        self._sender_busy = False
         self._closing = asyncio.Event()
         self.finished = asyncio.Event()
         self.record: dict[str, Any] = {"stream_sid": self.sid, "url": spec.url, "name": spec.name,
@@ -90,6 +93,7 @@ class MediaStream:
             raise StreamFailed(31901, "Stream - WebSocket - Connection Timeout") from exc
         except OSError as exc:
             raise StreamFailed(31902, f"Stream - WebSocket - Connection Refused: {exc}") from exc
+        self._ws = ws
         self.record["started_ms"] = self.line.now_ms()
         self.log.streams.append(self.record)
         reason = "closed by server"
@@ -142,7 +146,7 @@ class MediaStream:
                        "streamSid": self.sid}
         if message["event"] != "media":
             self.log.sent_events.append((self.line.now_ms(), message))
-        self._out.put_nowait(json.dumps(message))
+        self._send(json.dumps(message))
 
     def on_inbound(self, frame: FrameOut) -> None:
         """One 20 ms frame of the callee (called by the line's tick; must not block)."""
@@ -167,7 +171,28 @@ class MediaStream:
         self.record["media_out"] += 1
         self._seq += 1
         payload = _SILENT_PAYLOAD if audio == SILENT_FRAME else base64.b64encode(audio).decode()
-        self._out.put_nowait(_MEDIA_JSON % (self._seq, track, chunk, (chunk - 1) * 20, payload, self.sid))
+        self._send(_MEDIA_JSON % (self._seq, track, chunk, (chunk - 1) * 20, payload, self.sid))
+
+    def _send(self, message: str) -> None:
+        """Write ``message`` now when nothing is queued ahead of it and the socket takes it without
+        waiting, else queue it for the sender task (which keeps the order and waits on flow control).
+
+        Writing from the tick saves, per frame and call, a queue hand-off, a task wake-up and
+        ``Connection.send``'s async context manager (together ~15% of the phone emulator's CPU at 50
+        calls, py-spy): the same text frame through the same websockets protocol object, a little sooner.
+        The checks are the happy path of ``Connection.send_context``: connection open, no fragmented
+        message in progress, transport not paused by flow control nor closing; anything else (or a
+        websockets version without these attributes) takes the queue.
+        """
+        ws = self._ws
+        if (ws is not None and not self._sender_busy and self._out.empty()
+                and ws.protocol.state is State.OPEN and getattr(ws, "send_in_progress", True) is None
+                and getattr(ws, "paused", True) is False and not ws.transport.is_closing()):
+            ws.protocol.send_text(message.encode())
+            for data in ws.protocol.data_to_send():
+                ws.transport.write(data)  # an OPEN connection only produces frames, never the EOF marker
+            return
+        self._out.put_nowait(message)
 
     def _echo_mark(self, name: str) -> None:
         if not self._closing.is_set():
@@ -189,7 +214,11 @@ class MediaStream:
     async def _send_loop(self, ws: ClientConnection) -> None:
         with contextlib.suppress(ConnectionClosed):
             while (message := await self._out.get()) is not None:
-                await ws.send(message)
+                self._sender_busy = True  # what _send writes directly must not overtake this message
+                try:
+                    await ws.send(message)
+                finally:
+                    self._sender_busy = False
 
     # --- from the server -------------------------------------------------------------------------
     async def _receive_loop(self, ws: ClientConnection) -> None:

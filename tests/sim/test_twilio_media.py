@@ -242,6 +242,49 @@ async def test_stream_url_with_query_string_fails_the_call(rig: tuple[PhoneNetwo
     assert not server.sessions and net.calls[sid].status == "completed"
 
 
+async def test_frames_written_from_the_tick_keep_order_with_queued_messages(
+        rig: tuple[PhoneNetwork, AgentServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Media are written straight from the line's tick when nothing is queued; while flow control pauses
+    # the socket they queue behind the sender. Either way the server gets every message once, in order.
+    from websockets.asyncio.client import ClientConnection
+
+    sent_by_task: list[str] = []
+    send = ClientConnection.send
+
+    async def counting_send(self: ClientConnection, message: str, **kwargs: object) -> None:
+        sent_by_task.append(message)
+        await send(self, message, **kwargs)
+
+    monkeypatch.setattr(ClientConnection, "send", counting_send)
+
+    async def agent(session: Session) -> None:
+        await session.wait_for(lambda: len(session.events("media")) >= 20)
+        await session.send({"event": "mark", "streamSid": session.stream_sid(), "mark": {"name": "m1"}})
+
+    net, server = rig
+    server.agent = agent
+    sid = place(net, connect_twiml(server.url))
+    await eventually(lambda: server.sessions and len(server.sessions[0].events("media")) >= 40, 5)
+    s = server.sessions[0]
+    stream = net.calls[sid].stream
+    assert stream is not None and stream._ws is not None
+    # The asyncio flow-control callbacks the transport calls when its buffer passes the high-water mark
+    # and drains again: while paused, frames wait in the stream's queue.
+    stream._ws.pause_writing()
+    await asyncio.sleep(0.15)
+    stream._ws.resume_writing()
+    await eventually(lambda: len(s.events("media")) >= 100, 5)
+    net.calls[sid].hang_up("test over")
+    await net.wait_for_end(sid)
+    numbered = [m for _, m in s.messages[1:]]
+    assert [int(m["sequenceNumber"]) for m in numbered] == list(range(1, len(numbered) + 1))
+    assert numbered[-1]["event"] == "stop" and s.events("mark")[0]["mark"]["name"] == "m1"
+    media = s.events("media")
+    assert [int(m["media"]["chunk"]) for m in media] == list(range(1, len(media) + 1))
+    # Most frames took the direct write; the paused stretch and the stop went through the sender task.
+    assert 3 <= len([m for m in sent_by_task if '"media"' in m]) < len(media) / 2
+
+
 async def test_handling_cost_per_media_message() -> None:
     log = CallLog()
     line = Line(Clock(), log, lambda: None)
