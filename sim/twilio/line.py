@@ -55,7 +55,8 @@ class Line:
         """Start of the agent's current run of non-silent frames (None while the agent is silent)."""
         self._in_flight = (b"", 0, [])  # type: tuple[bytes, int, list[PendingMark]]
         self._on_callee_hangup = on_callee_hangup
-        self._tick: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tick: asyncio.Future[None] | None = None
+        """Resolved at the next tick; made only when someone waits for it (most ticks nobody does)."""
         self._stopped = False
         self._callee_speaking = False
         self._callee_speech_end_ms: float | None = None
@@ -158,8 +159,8 @@ class Line:
             self._callee_speech_end_ms = start_ms
 
     def _wake(self) -> None:
-        fut, self._tick = self._tick, asyncio.get_running_loop().create_future()
-        if not fut.done():
+        fut, self._tick = self._tick, None
+        if fut is not None and not fut.done():
             fut.set_result(None)
 
     # --- the agent side (called by the media stream) --------------------------------------------
@@ -213,6 +214,8 @@ class Line:
 
     async def next_tick(self) -> None:
         if not self._stopped:
+            if self._tick is None:
+                self._tick = asyncio.get_running_loop().create_future()
             await self._tick
 
     async def say(self, text: str, rate: float = 1.0) -> None:
