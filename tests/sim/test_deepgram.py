@@ -190,6 +190,28 @@ async def test_drop_fault_and_http_fault(dg: tuple[DeepgramEmulator, str]) -> No
         assert (await socket.recv()).type == "Metadata"
 
 
+async def test_drop_fault_switched_on_mid_stream_moves_the_deadline_earlier(
+        dg: tuple[DeepgramEmulator, str]) -> None:
+    """The listen socket arms one timer for its idle deadline; a drop fault set while it streams (and
+    while the socket is quiet, kept alive) still closes it on time."""
+    emu, url = dg
+    emu.idle_timeout_s = 10
+    async with client(url).listen.v1.connect(**LIVE) as socket:
+        await send_frames(socket, audio.silence(200))
+        await socket.send_keep_alive()
+        await asyncio.sleep(0.1)
+        emu.faults.drop_ws_after_s = 0.4  # counted from the socket's opening
+        await socket.send_keep_alive()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(websockets.ConnectionClosedError) as closed:
+            async with asyncio.timeout(2):
+                await socket.recv()
+        assert loop.time() - started < 1.0
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1011, "emulated fault: connection dropped")
+
+
 async def test_cut_word_is_not_transcribed(dg: tuple[DeepgramEmulator, str]) -> None:
     _, url = dg
     speech = encode_speech("please transfer me")
