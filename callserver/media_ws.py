@@ -65,7 +65,12 @@ async def media(ws: WebSocket) -> None:
     if live is not None:
         live.streams += 1
     try:
-        await session.attach(stream)
+        # In a task of its own: every await of a task resumes (and suspends) each coroutine it is nested
+        # in, and this handler sits under ~15 of them (uvicorn, FastAPI and Starlette middleware, routing).
+        # The stream awaits once per 20 ms frame; its own task resumes only attach and what it awaits
+        # (measured: -11 us of call-server CPU per inbound frame, 50 paced streams, uvloop). Cancelling this
+        # handler (server shutdown) cancels the task it awaits, and its exceptions come out here as before.
+        await asyncio.create_task(session.attach(stream))
     finally:
         await _close(ws, 1000)
     if live is not None and not live.done.is_set():
