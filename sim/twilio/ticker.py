@@ -37,21 +37,21 @@ class Tickable(Protocol):
 class Ticker:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self._members: list[Tickable] = []
+        self._members: dict[Tickable, None] = {}
+        """In join order; a dict so that the per-round membership tests cost O(1), not a list scan."""
         self._task: asyncio.Task[None] | None = None
 
     def join(self, member: Tickable) -> float:
         """Add ``member``; return the time its first frame starts (its first tick is one frame on)."""
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            self._members = []  # any left belong to a loop that is gone
+            self._members = {}  # any left belong to a loop that is gone
             self._task = loop.create_task(self._run())
-        self._members.append(member)
+        self._members[member] = None
         return math.floor(self.clock.now_ms() / PHASE_MS) * PHASE_MS
 
     def leave(self, member: Tickable) -> None:
-        if member in self._members:
-            self._members.remove(member)
+        self._members.pop(member, None)
 
     async def _run(self) -> None:
         # Members joined before this first runs: their due_ms is set by then (join is synchronous).
