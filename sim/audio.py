@@ -165,16 +165,38 @@ def _maybe_keys(blocks: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", blocks @ _SHARE_FORM, blocks) > 0
 
 
-def _classify_blocks(blocks: np.ndarray) -> list[str | None]:
-    """``_classify`` for every block: the phone runs this on every frame it plays. One cheap test over all
-    blocks (``_maybe_keys``) rejects speech, music and noise; only blocks that pass it get the exact
-    per-block checks, so the result is the same as calling ``_classify`` on each."""
-    candidates = _maybe_keys(blocks).tolist()  # a list: ndarray.any() costs more than the test itself
+def _classify_candidates(blocks: np.ndarray, candidates: list[bool]) -> list[str | None]:
+    """``_classify`` for the blocks ``_maybe_keys`` let through, None for the rest (which cannot be keys)."""
     if True not in candidates:
         return [None] * len(blocks)
     powers = _goertzel_powers(blocks)
     return [_classify(block, p) if ok else None
             for block, p, ok in zip(blocks, powers, candidates, strict=True)]
+
+
+def _classify_blocks(blocks: np.ndarray) -> list[str | None]:
+    """``_classify`` for every block: the phone runs this on every frame it plays. One cheap test over all
+    blocks (``_maybe_keys``) rejects speech, music and noise; only blocks that pass it get the exact
+    per-block checks, so the result is the same as calling ``_classify`` on each."""
+    # A list: ndarray.any() costs more than the test itself.
+    return _classify_candidates(blocks, _maybe_keys(blocks).tolist())
+
+
+def classify_streams(streams: list[np.ndarray]) -> list[list[str | None]]:
+    """``_classify_blocks`` of each stream's blocks, the prefilter run once over all of them: the phone
+    gathers the blocks of every line ticked in a round, so its fixed numpy cost is paid once per round,
+    not once per line. A block's prefilter verdict may differ from a per-stream pass only by rounding,
+    and either way it admits every block that is a key, so the keys are the same."""
+    if len(streams) == 1:
+        return [_classify_blocks(streams[0])]
+    candidates = _maybe_keys(np.concatenate(streams)).tolist() if streams else []
+    out: list[list[str | None]] = []
+    start = 0
+    for blocks in streams:
+        end = start + len(blocks)
+        out.append(_classify_candidates(blocks, candidates[start:end]))
+        start = end
+    return out
 
 
 _ZEROS = np.zeros(_BLOCK)
@@ -194,19 +216,31 @@ class DtmfDetector:
 
     def feed(self, data: bytes) -> list[str]:
         """Digits whose tone ended, or was held >= ~40 ms, within ``data``; one report per tone."""
+        blocks = self.take_blocks(data)
+        return [] if blocks is None else self.feed_keys(_classify_blocks(blocks))
+
+    def take_blocks(self, data: bytes) -> np.ndarray | None:
+        """First half of ``feed``: the whole blocks ``data`` completes, to classify and pass to
+        ``feed_keys`` before the next chunk; None when ``data`` provably changes nothing."""
         silent = _digital_silence(data)
         if silent and self._current is None and self._pending_zero:
             # Nothing can start or end in pure silence after silence: the same result without the
             # arithmetic (most frames of a call; the phone feeds every frame it plays).
             self._pending = _ZEROS[:(len(self._pending) + len(data)) % _BLOCK]
-            return []
+            return None
         samples = np.concatenate((self._pending, _DECODE_F.take(np.frombuffer(data, dtype=np.uint8))))
         usable = len(samples) - len(samples) % _BLOCK
         self._pending = samples[usable:]
         # What is left over came from this chunk alone when the chunk is at least as long: zero if silent.
         self._pending_zero = not len(self._pending) or (silent and len(self._pending) <= len(data))
+        return samples[:usable].reshape(-1, _BLOCK) if usable else None
+
+    def feed_keys(self, keys: list[str | None]) -> list[str]:
+        """Second half of ``feed``: the key (or None) of each block ``take_blocks`` returned, in order."""
+        if self._current is None and not any(keys):
+            return []  # no tone before nor in these blocks: nothing to report, no state to change
         digits: list[str] = []
-        for key in _classify_blocks(samples[:usable].reshape(-1, _BLOCK)):
+        for key in keys:
             found = self._step(key)
             if found:
                 digits.append(found)

@@ -14,13 +14,22 @@ import contextlib
 from collections.abc import Callable
 from typing import Protocol
 
-from sim.audio import FRAME_BYTES, FRAME_MS, SILENT_FRAME, DtmfDetector, dtmf_tones, is_silence
+from sim.audio import (
+    FRAME_BYTES,
+    FRAME_MS,
+    SILENT_FRAME,
+    DtmfDetector,
+    classify_streams,
+    dtmf_tones,
+    is_silence,
+)
 from sim.codec import SpeechDecoder, encode_speech, encode_words
 from sim.twilio.calllog import CallLog, MarkRecord, Word
 from sim.twilio.clock import Clock
 from sim.twilio.mouth import FrameOut, Mouth, Segment
 from sim.twilio.playout import PendingMark, Playout
 from sim.twilio.ticker import ticker_for
+from sim.twilio.tones import ToneBatch, tone_batch_for
 
 
 class StreamSink(Protocol):
@@ -63,6 +72,7 @@ class Line:
         self._interruption_ms: float | None = None
         self._ended: asyncio.Future[None] | None = None
         self._k = 0
+        self._tones: ToneBatch | None = None
         self.due_ms = float("inf")
         """Network ms at which the next frame is due (see ``sim.twilio.ticker``)."""
 
@@ -72,6 +82,7 @@ class Line:
         loop = asyncio.get_running_loop()
         self._ended = loop.create_future()
         ticker = ticker_for(self.clock)
+        self._tones = tone_batch_for(ticker)
         self.start_ms = ticker.join(self)
         self._k = 0
         self.due_ms = self.start_ms + FRAME_MS
@@ -129,8 +140,14 @@ class Line:
             fork.on_outbound(audio)
         for word in self.decoder.feed(audio):
             self.log.heard.append(Word(word.word, self.start_ms + word.start_ms, self.start_ms + word.end_ms))
-        for digit in self.dtmf.feed(audio):
-            self.log.digits.append((end_ms, digit, self.digit_source))
+        blocks = self.dtmf.take_blocks(audio)
+        if blocks is None:
+            pass  # silence after silence: no digit can start or end here
+        elif self._tones is not None:  # ticked by the network's ticker: detected with the round's others
+            self._tones.add(self.dtmf, blocks, self.log, end_ms, self.digit_source)
+        else:
+            for digit in self.dtmf.feed_keys(classify_streams([blocks])[0]):
+                self.log.digits.append((end_ms, digit, self.digit_source))
         if real and not is_silence(audio):
             self.agent_last_audio_ms = end_ms
             if self.agent_audio_since_ms is None:

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import math
 import weakref
+from collections.abc import Callable
 from typing import Protocol
 
 from sim.twilio.clock import Clock
@@ -40,6 +41,8 @@ class Ticker:
         self._members: dict[Tickable, None] = {}
         """In join order; a dict so that the per-round membership tests cost O(1), not a list scan."""
         self._task: asyncio.Task[None] | None = None
+        self.round_end: list[Callable[[], None]] = []
+        """Run after every round, before the ticker yields: work the round's ticks batched up."""
 
     def join(self, member: Tickable) -> float:
         """Add ``member``; return the time its first frame starts (its first tick is one frame on)."""
@@ -66,6 +69,11 @@ class Ticker:
                         log.exception("line tick failed")
                         self.leave(member)
                         member.fail(exc)
+            for flush in self.round_end:
+                try:
+                    flush()
+                except Exception:  # a batch that fails must not stop the audio either
+                    log.exception("ticker round-end work failed")
 
 
 _TICKERS: weakref.WeakKeyDictionary[Clock, Ticker] = weakref.WeakKeyDictionary()

@@ -224,3 +224,16 @@ def test_streaming_detection_reports_each_digit_in_the_chunk_completing_its_bloc
         ends = [*range(chunk, len(stream), chunk), len(stream)]
         expected = [(next(e for e in ends if e >= (i + 1) * block), d) for i, d in expected_blocks]
         assert got == expected, chunk
+
+
+def test_classify_streams_equals_each_stream_on_its_own() -> None:
+    from sim.codec import encode_speech
+
+    speech = encode_speech("one moment please, I will put you through")
+    streams = [_blocks_of(dtmf_tones("147*", tone_ms=70, gap_ms=40), 9), _blocks_of(speech[:400]),
+               _share_edge_blocks(_pair_share)[:300], _blocks_of(audio.hold_music(400)),
+               _blocks_of(dtmf_tones("0#", tone_ms=90, gap_ms=30), 60)[:1]]
+    for chosen in ([0], [1], [1, 3], [0, 1, 2, 3, 4], [4, 2, 0]):
+        picked = [streams[i] for i in chosen]
+        assert audio.classify_streams(picked) == [audio._classify_blocks(b) for b in picked]
+    assert audio.classify_streams([]) == []

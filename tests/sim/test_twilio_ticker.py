@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from sim.audio import FRAME_MS
+from sim.audio import FRAME_MS, dtmf_tones
 from sim.twilio.calllog import CallLog
 from sim.twilio.clock import Clock
 from sim.twilio.line import Line
@@ -47,3 +47,43 @@ async def test_a_failing_line_does_not_stop_the_others() -> None:
     good.stop()
     await tasks[0]
     assert bad.stopped and len(good.outbound_track) // 160 >= 20
+
+
+async def test_tones_detected_per_round_as_frame_by_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every line's keypad-tone check runs once per ticker round over all lines' frames; each digit must
+    # still be logged with the end of the frame that completed it, exactly as feeding the line's own
+    # played audio to a detector frame by frame logs it.
+    from sim.audio import DtmfDetector, classify_streams, silence
+    from sim.codec import encode_speech
+    from sim.twilio import tones
+
+    batch_sizes: list[int] = []
+
+    def recording(streams: list) -> list:
+        batch_sizes.append(len(streams))
+        return classify_streams(streams)
+
+    monkeypatch.setattr(tones, "classify_streams", recording)
+
+    clock = Clock(speed=10.0)
+    keyed = ["12", "#0*", "9D", "555"]
+    lines = [Line(clock, CallLog(), lambda: None) for _ in keyed]
+    for i, (line, digits) in enumerate(zip(lines, keyed, strict=True)):
+        line.play_to_callee(silence(30 * i) + encode_speech("press the keys now")
+                            + dtmf_tones(digits, tone_ms=60 + 10 * i, gap_ms=50) + encode_speech("thanks"))
+    tasks = [asyncio.create_task(line.run()) for line in lines]
+    await asyncio.sleep(0.01)
+    tasks.append(asyncio.create_task(Line(clock, CallLog(), lambda: None).run()))  # a silent line too
+    await asyncio.gather(*(line.drain() for line in lines))
+    for line in lines:
+        line.stop()
+    await asyncio.gather(*tasks[:-1])
+    tasks[-1].cancel()
+    for line, digits in zip(lines, keyed, strict=True):
+        detector = DtmfDetector()
+        played = bytes(line.outbound_track)
+        expected = [(line.start_ms + (k + 1) * FRAME_MS, d, "inband")
+                    for k in range(len(played) // 160) for d in detector.feed(played[k * 160:(k + 1) * 160])]
+        assert line.log.digits == expected
+        assert "".join(d for _, d, _ in expected) == digits
+    assert max(batch_sizes) == len(lines)  # the lines that started together were checked in one pass
