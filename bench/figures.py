@@ -26,6 +26,8 @@ def cpu_report(result: dict[str, Any]) -> str:
 
 def gc_report(result: dict[str, Any]) -> str:
     def one(pauses: dict[str, list[float]]) -> str:
-        return ", ".join(f"gen{gen} n={len(v)} max {max(v, default=0):.1f} ms" for gen, v in pauses.items())
+        return ", ".join(f"gen{gen} n={len(v)} max {max(v, default=0):.1f} ms"
+                         f" (CPU max {max(pauses.get(gen + 'cpu', []), default=0):.1f})"
+                         for gen, v in pauses.items() if not gen.endswith("cpu"))
 
     return "GC pauses: " + "; ".join(f"{name} {one(pauses)}" for name, pauses in result["gc"].items())
