@@ -23,6 +23,7 @@ import base64
 import binascii
 import contextlib
 import json
+import logging
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -37,6 +38,7 @@ from sim.twilio.mouth import FrameOut
 from sim.twilio.resources import new_sid
 from sim.twilio.twiml import TRACKS, Stream
 
+logger = logging.getLogger(__name__)
 _MEDIA_JSON = ('{"event": "media", "sequenceNumber": "%d", "media": {"track": "%s", "chunk": "%d", '
                '"timestamp": "%d", "payload": "%s"}, "streamSid": "%s"}')
 _SILENT_PAYLOAD = base64.b64encode(SILENT_FRAME).decode()
@@ -188,9 +190,13 @@ class MediaStream:
         if (ws is not None and not self._sender_busy and self._out.empty()
                 and ws.protocol.state is State.OPEN and getattr(ws, "send_in_progress", True) is None
                 and getattr(ws, "paused", True) is False and not ws.transport.is_closing()):
-            ws.protocol.send_text(message.encode())
-            for data in ws.protocol.data_to_send():
-                ws.transport.write(data)  # an OPEN connection only produces frames, never the EOF marker
+            try:
+                ws.protocol.send_text(message.encode())
+                for data in ws.protocol.data_to_send():
+                    ws.transport.write(data)  # an OPEN connection only produces frames, never the EOF marker
+            except Exception:  # a tick must not fail the call: end the connection, as send_context does
+                logger.warning("media stream %s: write failed, aborting", self.sid, exc_info=True)
+                ws.transport.abort()
             return
         self._out.put_nowait(message)
 

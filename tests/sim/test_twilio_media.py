@@ -336,3 +336,21 @@ async def test_large_media_payloads_play_in_20ms_frames_and_marks_follow_their_a
     assert audio in bytes(call.line.outbound_track) and call.line.outbound_track.count(audio) == 1
     call.hang_up("done")
     await net.wait_for_end(sid)
+
+
+async def test_failed_direct_write_ends_the_stream_not_the_call(
+        rig: tuple[PhoneNetwork, AgentServer]) -> None:
+    net, server = rig
+    sid = place(net, connect_twiml(server.url))
+    await eventually(lambda: server.sessions and len(server.sessions[0].events("media")) >= 5, 5)
+    stream = net.calls[sid].stream
+    assert stream is not None and stream._ws is not None
+
+    def broken(data: bytes) -> None:
+        raise OSError("connection reset")
+
+    stream._ws.protocol.send_text = broken  # type: ignore[method-assign]
+    await asyncio.wait_for(stream.finished.wait(), 5)
+    await net.wait_for_end(sid)
+    assert net.calls[sid].status == "completed"
+    assert not [e for e in net.calls[sid].log.errors if "tick" in e[2]]
