@@ -7,6 +7,7 @@ core). The child prints its settings (env names, one JSON line) once serving, re
 ``turn_trace.Trace`` and writes them to ``trace_file`` when terminated.
 
     python bench/providers_proc.py TRACE_FILE   (started by ``providers()``; not meant to be run by hand)
+    BENCH_PROVIDERS_SLOW_CALLBACKS=10 bench/latency.py ...   (names callbacks holding its loop > 10 ms)
 """
 
 from __future__ import annotations
@@ -90,8 +91,22 @@ async def providers(trace_file: Path, tracer: turn_trace.Trace) -> AsyncIterator
             tracer.provider_gc_ms = data.get("gc_pauses_ms", {})
 
 
-if __name__ == "__main__":
+def runner() -> asyncio.Runner:
+    """uvloop, or with BENCH_PROVIDERS_SLOW_CALLBACKS set asyncio's debug loop naming (on stderr) every
+    callback that held the emulators' loop longer than that many ms (diagnosis of their lag maxima)."""
+    slow_ms = os.environ.get("BENCH_PROVIDERS_SLOW_CALLBACKS")
+    if slow_ms:
+        import logging
+
+        logging.basicConfig(level=logging.WARNING)
+        debug = asyncio.Runner(debug=True)
+        debug.get_loop().slow_callback_duration = float(slow_ms) / 1000
+        return debug
     from dialer.runtime import loop_factory
 
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(_child(Path(sys.argv[1])))
+    return asyncio.Runner(loop_factory=loop_factory())
+
+
+if __name__ == "__main__":
+    with runner() as loop_runner:
+        loop_runner.run(_child(Path(sys.argv[1])))

@@ -95,6 +95,8 @@ class ListenSession:
         self.decoder = SpeechDecoder()
         self._sha = hashlib.sha256()
         self._segment: list[HeardWord] = []
+        self._segment_json: list[dict[str, Any]] = []  # _word_json of each, built once: every interim
+        # result repeats the segment's words so far
         self._window_start_ms = 0.0  # audio not yet covered by a final result starts here
         self._last_word_end: float | None = None
         self._endpointed = True  # no words since the last speech_final
@@ -138,6 +140,7 @@ class ListenSession:
         self._start_run(word.start_ms, out)
         self.heard.append(word)
         self._segment.append(word)
+        self._segment_json.append(self._word_json(word))
         self._last_word_end = word.end_ms
         self._endpointed = self._utterance_ended = False
         if word.end_ms - self._segment[0].start_ms >= self.max_segment_ms:
@@ -190,10 +193,10 @@ class ListenSession:
     def _results(self, *, is_final: bool, speech_final: bool = False, from_finalize: bool = False) -> dict:
         now = self.decoder.position_ms
         start = self._window_start_ms
-        words = [self._word_json(w) for w in self._segment]
+        words = list(self._segment_json)
         transcript = " ".join(w.get("punctuated_word", w["word"]) for w in words)
         if is_final:
-            self._segment = []
+            self._segment, self._segment_json = [], []
             self._window_start_ms = now
         return {
             "type": "Results", "channel_index": [0, 1],

@@ -15,6 +15,7 @@ from deepgram.environment import DeepgramClientEnvironment
 from sim import audio
 from sim.codec import SpeechDecoder, encode_speech
 from sim.deepgram import DeepgramEmulator
+from sim.deepgram_stt import ListenOptions, ListenSession
 from sim.server import serve
 
 KEY = "dg-test-key"
@@ -271,3 +272,29 @@ async def test_speak_websocket_flush_and_clear(dg: tuple[DeepgramEmulator, str])
         with pytest.raises(websockets.ConnectionClosedOK):
             await sock.recv()
     assert emu.characters == len("Your table is booked.A very long sentence that will be cleared soon.")
+
+
+@pytest.mark.parametrize("max_segment_ms", [5000.0, 900.0])
+def test_results_carry_each_heard_word_as_built_for_it(max_segment_ms: float) -> None:
+    """Results reuse each word's JSON, built once when it is heard: finals partition what was heard, and
+    every interim result is its segment's words so far, each as ``_word_json`` builds it."""
+    options = ListenOptions(interim_results=True, endpointing=300, punctuate=True)
+    session = ListenSession(options, "rid", max_segment_ms=max_segment_ms)
+    speech = encode_speech("Hello there, account W123 please. Thanks a lot!")
+    stream = (speech + audio.silence(600)) * 2 + speech
+    for i in range(0, len(stream), audio.FRAME_BYTES):
+        session.audio(stream[i:i + audio.FRAME_BYTES])
+    session.finalize()
+    expected = [session._word_json(w) for w in session.heard]
+    results = [m for m in session.sent if m["type"] == "Results"]
+    done = 0
+    for message in results:
+        words = message["channel"]["alternatives"][0]["words"]
+        assert words == expected[done:done + len(words)]
+        assert message["channel"]["alternatives"][0]["transcript"] == " ".join(
+            w["punctuated_word"] for w in words)
+        if message["is_final"]:
+            done += len(words)
+    assert done == len(expected) == 3 * 8
+    interims = sum(not m["is_final"] for m in results)
+    assert interims == len(expected) if max_segment_ms > 3000 else 0 < interims < len(expected)
