@@ -58,7 +58,7 @@ from sim.scenarios.steps import hangup, interrupt_after, pause, say, wait_for_ag
 ENDPOINTING_MS, LLM_TTFT_MS, TTS_TTFB_MS = 300, providers_proc.LLM_TTFT_MS, providers_proc.TTS_TTFB_MS
 FLOOR_MS = ENDPOINTING_MS + LLM_TTFT_MS + TTS_TTFB_MS
 INSIDE = {  # to_llm and to_tts split at timestamps taken inside the call server (bench/server_probes.py)
-    "to_llm: Deepgram emulator -> SDK parsed speech_final": ("dg_final", "stt_final"),
+    "to_llm: Deepgram emulator -> parsed speech_final": ("dg_final", "stt_final"),
     "to_llm: session (turn-taking, history) -> LLM call": ("stt_final", "llm_call"),
     "to_llm: OpenAI SDK builds the request": ("llm_call", "llm_wire"),
     "to_llm: HTTP to the emulator, its parsing": ("llm_wire", "llm_request"),

@@ -1,7 +1,7 @@
 """Timestamps inside the call server process (the ``--serve`` child of bench/latency.py), per tagged turn.
 
 Measurement only, like turn_trace: thin wrappers record the monotonic time at which the call server
-    stt_final    has the ``speech_final`` result (after the Deepgram SDK parsed it),
+    stt_final    has the ``speech_final`` result (parsed from the Deepgram listen socket),
     llm_call     calls the LLM provider (after turn-taking, history, logging: our session code),
     llm_wire     hands the LLM request to the HTTP transport (the SDK has built it),
     llm_token    has the first text token out of the OpenAI SDK,
@@ -31,17 +31,17 @@ def install() -> dict[str, dict[tuple[int, int], float]]:
 
     seen: dict[str, dict[tuple[int, int], float]] = {name: {} for name in POINTS}
     pending: dict[str, tuple[int, int]] = {}
-    on_results = DeepgramSttStream._on_results
+    on_result = DeepgramSttStream._on_result
     llm_stream = OpenAILLM.stream
     tts_synthesize = ElevenLabsTTS.synthesize
 
-    def timed_on_results(self: Any, message: Any) -> None:
-        if message.speech_final:
-            alternatives = message.channel.alternatives
-            key = _key(alternatives[0].transcript if alternatives else "")
+    def timed_on_result(self: Any, text: str, is_final: bool, speech_final: bool, *args: Any) -> None:
+        # Called with a Results message's fields, once parsed (by us, or the SDK on its fallback path).
+        if speech_final:
+            key = _key(text)
             if key is not None:
                 seen["stt_final"].setdefault(key, time.monotonic())
-        on_results(self, message)
+        on_result(self, text, is_final, speech_final, *args)
 
     async def timed_llm_stream(self: Any, history: Any, tools: Any) -> AsyncIterator[Any]:
         users = [m for m in history.messages if getattr(m, "role", "") == "user"]
@@ -76,7 +76,7 @@ def install() -> dict[str, dict[tuple[int, int], float]]:
     httpx.AsyncHTTPTransport.handle_async_request = wire(  # type: ignore[method-assign]
         "tts_wire", httpx.AsyncHTTPTransport.handle_async_request)
 
-    DeepgramSttStream._on_results = timed_on_results  # type: ignore[method-assign]
+    DeepgramSttStream._on_result = timed_on_result  # type: ignore[method-assign]
     OpenAILLM.stream = timed_llm_stream  # type: ignore[method-assign]
     ElevenLabsTTS.synthesize = timed_synthesize  # type: ignore[method-assign]
     return seen

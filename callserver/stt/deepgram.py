@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from deepgram import AsyncDeepgramClient
@@ -37,6 +38,7 @@ from callserver.stt.base import SpeechStarted, SttEvent, Transcript, UtteranceEn
 BYTES_PER_S = 8000
 MAX_REPLAY_S = 30.0
 """Keep at most this much unconfirmed audio for a resend (a long monologue without finals)."""
+MAX_REPLAY_BYTES = int(MAX_REPLAY_S * BYTES_PER_S)
 QUIET_BATCH_BYTES = 1600
 """200 ms: how much quiet audio goes in one send once the callee has been quiet a while."""
 QUIET_PEAK = 500
@@ -48,6 +50,28 @@ _SOUND = bytes(int(abs(int(v)) >= QUIET_PEAK) for v in decode(bytes(range(256)))
 
 def is_quiet(frame: bytes) -> bool:
     return b"\x01" not in frame.translate(_SOUND)
+
+
+def raw_websocket(socket: Any) -> Any | None:
+    """The websockets connection under the SDK's ``AsyncV1SocketClient`` (its ``_websocket``), or None.
+
+    The SDK still opens the socket (URL, auth header, query options, errors); we read and write the
+    connection it holds, as callserver/llm/sse.py reads the LLM streams' bodies: the SDK's typed
+    messages cost ~0.1 ms each to build (``construct_type``) and its ``send_media`` adds two coroutine
+    layers per frame over websockets' ``send``. Duck-typed and checked by
+    tests/callserver/test_stt_wire.py, so an SDK release that renames it fails there, while the stream
+    falls back to the SDK's own methods here."""
+    ws = getattr(socket, "_websocket", None)
+    if ws is None or not all(callable(getattr(ws, name, None)) for name in ("send", "recv", "__aiter__")):
+        return None
+    return ws
+
+
+def media_sender(socket: Any) -> Callable[[bytes], Awaitable[None]]:
+    """How audio goes out: websockets' ``send`` of one binary message, which is all ``send_media``
+    does (tests/callserver/test_stt_wire.py compares the bytes on the wire)."""
+    ws = raw_websocket(socket)
+    return socket.send_media if ws is None else ws.send
 
 
 def _connect_without_deflate() -> None:
@@ -117,8 +141,13 @@ class DeepgramSttStream:
         self._owner = owner
         self._pending = bytearray()
         """Audio pushed but not sent yet; the sender takes all of it at once (one send, however much)."""
-        self._wake = asyncio.Event()
-        """Set when the pending audio is due (not merely queued: quiet frames wait for a batch)."""
+        self._due = False
+        """The pending audio is due (not merely queued: quiet frames wait for a batch)."""
+        self._waiter: asyncio.Future[None] | None = None
+        """What the idle sender awaits. A bare future, not an ``asyncio.Event``: it is set and awaited for
+        every 20 ms frame of every call, and ``Event.wait`` looks the running loop up each time (a
+        ``getpid`` system call on Python 3.11) on top of its own list of waiters."""
+        self._keepalive_due = False
         self._quiet_bytes = 0
         """Quiet audio since the last frame with sound in it."""
         self._unconfirmed = bytearray()
@@ -126,7 +155,7 @@ class DeepgramSttStream:
         """Offset of ``_unconfirmed[0]`` in the current socket's audio (bytes)."""
         self._sent = 0
         self._events: asyncio.Queue[SttEvent | None] = asyncio.Queue()
-        self._closing = asyncio.Event()
+        self._closing = False
         self.connections = 0
         self.reconnects = 0
         self.bytes_pushed = 0
@@ -135,27 +164,37 @@ class DeepgramSttStream:
         """Audio sent to Deepgram, resends included: what Deepgram bills."""
 
     def push(self, audio: bytes) -> None:
-        if self._closing.is_set():
+        if self._closing:
             return
-        self.bytes_pushed += len(audio)
-        self._unconfirmed += audio
-        overflow = len(self._unconfirmed) - int(MAX_REPLAY_S * BYTES_PER_S)
+        size = len(audio)
+        self.bytes_pushed += size
+        unconfirmed = self._unconfirmed
+        unconfirmed += audio
+        overflow = len(unconfirmed) - MAX_REPLAY_BYTES
         if overflow > 0:
-            del self._unconfirmed[:overflow]
+            del unconfirmed[:overflow]
             self._base += overflow
         self._pending += audio
         if is_quiet(audio):
-            self._quiet_bytes += len(audio)
+            self._quiet_bytes += size
             if (self._quiet_bytes > self._owner.quiet_after_bytes
                     and len(self._pending) < QUIET_BATCH_BYTES):
                 return  # a long silence: this frame goes with the next ones
         else:
             self._quiet_bytes = 0
-        self._wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        self._due = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():  # cancelled with the sender
+                waiter.set_result(None)
 
     def close(self) -> None:
-        self._closing.set()
-        self._wake.set()
+        self._closing = True
+        self._wake()
 
     async def events(self) -> AsyncIterator[SttEvent]:
         while (event := await self._events.get()) is not None:
@@ -165,7 +204,7 @@ class DeepgramSttStream:
         """Hold a socket open until ``close``; reconnect (with backoff) when it drops."""
         failures = 0
         try:
-            while not self._closing.is_set():
+            while not self._closing:
                 before = self.connections
                 try:
                     await self._connection()
@@ -179,7 +218,7 @@ class DeepgramSttStream:
                     logger.warning("deepgram STT socket failed ({!r}); reconnecting", exc)
                     if failures > 1:
                         await asyncio.sleep(min(2.0, 0.05 * 2 ** failures))
-                if not self._closing.is_set():
+                if not self._closing:
                     self.reconnects += 1
         finally:
             self._events.put_nowait(None)
@@ -191,7 +230,7 @@ class DeepgramSttStream:
             self._pending.clear()
             self._sent, self._base = 0, 0
             if self._unconfirmed:
-                await socket.send_media(bytes(self._unconfirmed))
+                await media_sender(socket)(bytes(self._unconfirmed))
                 self._sent = len(self._unconfirmed)
                 self.bytes_sent += self._sent
             sender = asyncio.create_task(self._send(socket))
@@ -203,53 +242,111 @@ class DeepgramSttStream:
                     await sender
 
     async def _send(self, socket: Any) -> None:
-        # One event and (while idle) one timer per wake-up: this runs for every 20 ms frame of every call.
+        # Runs for every 20 ms frame of every call: one bare future per wake-up, no timer. KeepAlive is
+        # a timer that fires once per keepalive_s and only asks for a KeepAlive when nothing was sent
+        # for that long (no audio flowing, e.g. between two Twilio streams).
+        loop = asyncio.get_running_loop()
+        send_media = media_sender(socket)
         keepalive_s = self._owner.keepalive_s
-        while True:
-            if not self._wake.is_set() and not self._closing.is_set():
-                try:
-                    async with asyncio.timeout(keepalive_s):
-                        await self._wake.wait()
-                except TimeoutError:
-                    if not self._pending:
-                        await socket.send_keep_alive()  # no audio flowing (e.g. between two Twilio streams)
-                        continue
-            self._wake.clear()
-            if self._pending:
-                data = bytes(self._pending)
-                self._pending.clear()
-                await socket.send_media(data)
-                self._sent += len(data)
-                self.bytes_sent += len(data)
-            elif self._closing.is_set():
-                # Flush what was said so far, then the server closes the socket.
-                await socket.send_close_stream()
-                return
+        last_send = loop.time()
+
+        def keepalive_check() -> None:
+            nonlocal timer
+            due = last_send + keepalive_s
+            if loop.time() + 0.001 >= due:  # call_at may run a hair (clock resolution) early
+                self._keepalive_due = True
+                self._wake()
+            else:
+                timer = loop.call_at(due, keepalive_check)
+
+        timer = loop.call_at(last_send + keepalive_s, keepalive_check)
+        try:
+            while True:
+                if not self._due and not self._closing:
+                    self._waiter = waiter = loop.create_future()
+                    await waiter
+                self._due = False
+                if self._pending:
+                    data = bytes(self._pending)
+                    self._pending.clear()
+                    await send_media(data)
+                    self._sent += len(data)
+                    self.bytes_sent += len(data)
+                    last_send = loop.time()
+                elif self._closing:
+                    # Flush what was said so far, then the server closes the socket.
+                    await socket.send_close_stream()
+                    return
+                elif self._keepalive_due:
+                    await socket.send_keep_alive()
+                    last_send = loop.time()
+                if self._keepalive_due:
+                    self._keepalive_due = False
+                    timer = loop.call_at(last_send + keepalive_s, keepalive_check)
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     async def _receive(self, socket: Any) -> None:
-        async for message in socket:
-            kind = getattr(message, "type", None)
-            if kind == "Results":
-                self._on_results(message)
-            elif kind == "SpeechStarted":
-                self._events.put_nowait(SpeechStarted(float(message.timestamp or 0.0)))
-            elif kind == "UtteranceEnd":
-                self._events.put_nowait(UtteranceEnd(float(message.last_word_end or 0.0)))
-            elif kind == "Error":
-                logger.warning("deepgram STT error: {}", message)
-        if not self._closing.is_set():
+        ws = raw_websocket(socket)
+        if ws is None:  # an SDK without the attribute: its typed messages, slower but the same events
+            async for message in socket:
+                self._on_typed(message)
+        else:
+            async for message in ws:
+                if isinstance(message, str):  # the listen API sends JSON text only
+                    self._on_text(message)
+        if not self._closing:
             raise ConnectionError("deepgram closed the listen socket")
 
-    def _on_results(self, message: Any) -> None:
-        alternatives = message.channel.alternatives
-        text = alternatives[0].transcript if alternatives else ""
-        start, duration = float(message.start or 0.0), float(message.duration or 0.0)
-        if message.is_final:
+    def _on_text(self, text: str) -> None:
+        """One listen message, parsed with ``json.loads`` reading only the fields we use: the SDK's
+        ``construct_type`` walks its union of every message model (~0.1 ms per message here)."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            logger.warning("deepgram STT: skipping a message that is not JSON: {!r}", text[:200])
+            return
+        if not isinstance(message, dict):
+            logger.warning("deepgram STT: skipping an unexpected message: {!r}", text[:200])
+            return
+        kind = message.get("type")
+        if kind == "Results":
+            channel = message.get("channel")
+            alternatives = channel.get("alternatives") if isinstance(channel, dict) else None
+            first = alternatives[0] if alternatives else None
+            text_ = (first.get("transcript") if isinstance(first, dict) else None) or ""
+            self._on_result(text_, bool(message.get("is_final")), bool(message.get("speech_final")),
+                            float(message.get("start") or 0.0), float(message.get("duration") or 0.0))
+        elif kind == "SpeechStarted":
+            self._events.put_nowait(SpeechStarted(float(message.get("timestamp") or 0.0)))
+        elif kind == "UtteranceEnd":
+            self._events.put_nowait(UtteranceEnd(float(message.get("last_word_end") or 0.0)))
+        elif kind == "Error":
+            logger.warning("deepgram STT error: {}", message)
+
+    def _on_typed(self, message: Any) -> None:
+        """The same, from the SDK's parsed models (the fallback path)."""
+        kind = getattr(message, "type", None)
+        if kind == "Results":
+            alternatives = message.channel.alternatives
+            self._on_result(alternatives[0].transcript if alternatives else "", bool(message.is_final),
+                            bool(message.speech_final), float(message.start or 0.0),
+                            float(message.duration or 0.0))
+        elif kind == "SpeechStarted":
+            self._events.put_nowait(SpeechStarted(float(message.timestamp or 0.0)))
+        elif kind == "UtteranceEnd":
+            self._events.put_nowait(UtteranceEnd(float(message.last_word_end or 0.0)))
+        elif kind == "Error":
+            logger.warning("deepgram STT error: {}", message)
+
+    def _on_result(self, text: str, is_final: bool, speech_final: bool, start: float,
+                   duration: float) -> None:
+        if is_final:
             # This audio is transcribed for good: a resend after a drop starts after it.
             covered = int((start + duration) * BYTES_PER_S) - self._base
             if covered > 0:
                 del self._unconfirmed[:covered]
                 self._base += covered
-        if text or message.is_final:
-            self._events.put_nowait(Transcript(text, bool(message.is_final), bool(message.speech_final),
-                                               start, start + duration))
+        if text or is_final:
+            self._events.put_nowait(Transcript(text, is_final, speech_final, start, start + duration))
