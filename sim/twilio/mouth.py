@@ -57,6 +57,8 @@ class Mouth:
         self._segments.clear()
 
     def next_frame(self, frame_start_ms: float) -> FrameOut:
+        if not self._segments:  # the callee is quiet (most frames): the background alone, no assembly
+            return FrameOut(self._fill(FRAME_BYTES), False)
         out = bytearray()
         frame = FrameOut(b"", False)
         while self._segments and len(out) < FRAME_BYTES:
