@@ -136,7 +136,11 @@ class Callee:
             silent = self.line.agent_silent_for_ms()
             # Only speech that ends after this step began counts: the tail of a turn the callee just
             # talked over is not the agent answering.
-            spoke = any(w.end_ms > started for w in self.line.log.heard[self._word_cursor:]) or (
+            # The line logs heard words in the order the callee finished hearing them, so their end
+            # times only grow: "any new word ends after started" is a test of the last one (this runs
+            # every tick of every waiting call; the slice it replaces grew with the agent's turn).
+            heard = self.line.log.heard
+            spoke = (len(heard) > self._word_cursor and heard[-1].end_ms > started) or (
                 self.line.agent_last_audio_ms or -1) > started
             if not step.phrase and spoke and silent is not None and silent >= step.silence_ms:
                 break

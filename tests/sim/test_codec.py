@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sim import audio
+from sim.audio import dtmf_tones
 from sim.codec import (
     SYNC,
     SpeechDecoder,
@@ -161,3 +162,15 @@ def test_split_words_cuts_overlong_tokens() -> None:
     token = "x" * 450
     assert [len(w) for w in split_words(f"a {token}")] == [1, 200, 200, 50]
     assert decode(encode_speech(token)) == split_words(token)
+
+
+def test_heard_words_come_in_order_of_their_end() -> None:
+    # The callee's wait for the agent tests only the last heard word's end (sim/scenarios/engine.py):
+    # words must come out in order of their end, also across cuts, silence and other audio.
+    speech = encode_speech("one two three, four five six seven. Eight nine ten")
+    stream = (speech[:3000] + audio.silence(300) + speech + audio.hold_music(400) + speech[1234:]
+              + dtmf_tones("5") + speech)
+    for chunk in (1, 160, 777):
+        decoder = SpeechDecoder()
+        ends = [w.end_ms for i in range(0, len(stream), chunk) for w in decoder.feed(stream[i:i + chunk])]
+        assert len(ends) > 20 and ends == sorted(ends) and len(set(ends)) == len(ends)
