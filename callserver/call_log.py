@@ -26,8 +26,7 @@ from typing import Any
 
 from loguru import logger
 from pydantic import BaseModel
-from sqlalchemy import insert
-from sqlmodel import col, select
+from sqlalchemy import bindparam, insert, select
 
 from callserver.masking import action_detail, masked
 from shared import events
@@ -75,6 +74,12 @@ _STAMP = {TranscriptLine: "created_at", CallEvent: "at"}
 """Each row model's creation-time field."""
 _INSERT = {model: insert(model.__table__) for model in _STAMP}  # type: ignore[attr-defined]
 """A Core INSERT of each row model's table (a Table, not the entity: no ORM bulk-insert layer)."""
+_CALLS = Call.__table__  # type: ignore[attr-defined]
+_STATE = select(_CALLS.c.id, _CALLS.c.status, _CALLS.c.answered_at, _CALLS.c.facts).where(
+    _CALLS.c.id.in_(bindparam("ids", expanding=True)))
+UPDATE_CALL = _CALLS.update().where(_CALLS.c.id == bindparam("call_id"))
+"""SET takes the columns of the parameters given. Statements are built once: building one per batch or
+callback (ORM-annotated columns, a fresh cache key) cost as much as running it."""
 _Item = _Row | asyncio.Future[None]
 _Event = tuple[str, BaseModel] | asyncio.Future[None]
 
@@ -197,24 +202,30 @@ class CallLogWriter:
             for model, values in inserts.items():
                 await session.execute(_INSERT[model], values)
             if updates:
-                result = await session.exec(select(Call).where(col(Call.id).in_(list(updates))))
-                for call in result.all():
-                    _apply(call, updates[call.id or 0])
-                    session.add(call)
+                result = await session.execute(_STATE, {"ids": list(updates)})
+                for call_id, status, answered_at, facts in result.all():
+                    values = _apply(status, answered_at, facts, updates[call_id])
+                    if values:
+                        await session.execute(UPDATE_CALL, {"call_id": call_id, **values})
             await session.commit()
 
 
-def _apply(call: Call, items: list[_Row]) -> None:
-    facts = list(call.facts)
+def _apply(status: str, answered_at: datetime | None, facts: list[dict[str, Any]],
+           items: list[_Row]) -> dict[str, Any]:
+    """The Call's columns that `items` change, from its stored status, answered_at and facts."""
+    values: dict[str, Any] = {}
+    new_facts = list(facts)
     for item in items:
-        if item.status and status_advances(call.status, item.status):
-            call.status = item.status
-            if item.status == "in-progress" and call.answered_at is None:
-                call.answered_at = item.at
+        if item.status and status_advances(status, item.status):
+            values["status"] = status = item.status
+            if item.status == "in-progress" and answered_at is None:
+                values["answered_at"] = answered_at = item.at
         if item.answered_by:
-            call.answered_by = item.answered_by
-        facts.extend(item.facts)
-    call.facts = facts  # reassigned so the JSON column is seen as changed
+            values["answered_by"] = item.answered_by
+        new_facts.extend(item.facts)
+    if len(new_facts) != len(facts):
+        values["facts"] = new_facts
+    return values
 
 
 class CallLog:

@@ -22,7 +22,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from callserver import voicemail
-from callserver.call_log import FINAL_STATUSES, CallLog, status_advances
+from callserver.call_log import FINAL_STATUSES, UPDATE_CALL, CallLog, status_advances
 from callserver.masking import masked
 from shared import events
 from shared.models import Call, CallEvent, TranscriptLine, utcnow
@@ -62,10 +62,6 @@ class StatusChange:
 _STATE = select(
     Call.status, Call.answered_by, Call.answered_at, Call.ended_at, Call.twilio_sid,
 ).where(col(Call.id) == bindparam("call_id"))
-_CALLS = Call.__table__  # type: ignore[attr-defined]
-_UPDATE = _CALLS.update().where(_CALLS.c.id == bindparam("call_id"))
-"""SET takes the columns of the parameters given: building the statement per callback (ORM-annotated
-columns, a fresh cache key) cost as much as running it."""
 _INSERT_EVENT = insert(CallEvent.__table__)  # type: ignore[attr-defined]
 
 
@@ -118,7 +114,7 @@ async def _apply_status(
         if twilio_sid and not old_sid:
             values["twilio_sid"] = twilio_sid
         if values:
-            await conn.execute(_UPDATE, {"call_id": call_id, **values})
+            await conn.execute(UPDATE_CALL, {"call_id": call_id, **values})
         if not changed:
             return None
         await conn.execute(_INSERT_EVENT, {

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from callserver.call_log import DRAIN_DELAY_S, WRITE_DELAY_S, CallLog, CallLogWriter, _apply, status_advances
+from callserver.call_log import DRAIN_DELAY_S, WRITE_DELAY_S, CallLog, CallLogWriter, status_advances
 from shared import events
 from shared.bus import InProcessBus
 from shared.db import Database
@@ -171,6 +171,9 @@ def _logged_rows(call_id: int) -> list[Any]:
     log.fact("reference", "PA-123")
     log.action("digits", digits="2", nested={"a": [1, 2.5, None, True]})
     log.turn_metrics(llm_first_token=250.04, first_audio=420)
+    log.status("ringing")  # stale: never goes back
+    log.fact("callback", "+1 212 555 0100")
+    log.status("on-hold", answered_by="machine_start")
     return rows
 
 
@@ -182,9 +185,24 @@ async def _stored(db: Database) -> tuple[list[dict[str, Any]], list[dict[str, An
     return lines, evts, call
 
 
+def _orm_apply(call: Call, items: list[Any]) -> None:
+    """The replaced writer's update of the Call, verbatim: on the ORM object, flushed by the session."""
+    facts = list(call.facts)
+    for item in items:
+        if item.status and status_advances(call.status, item.status):
+            call.status = item.status
+            if item.status == "in-progress" and call.answered_at is None:
+                call.answered_at = item.at
+        if item.answered_by:
+            call.answered_by = item.answered_by
+        facts.extend(item.facts)
+    call.facts = facts  # reassigned so the JSON column is seen as changed
+
+
 async def test_rows_are_stored_as_the_orm_stored_them(db: Database, tmp_path: Any) -> None:
-    """The writer inserts rows with Core statements; the ORM unit of work it replaced built a model per
-    row (`model_validate`) and flushed it. Both ways, on two databases: every stored column is equal."""
+    """The writer inserts rows and updates the Call with Core statements; the ORM unit of work it replaced
+    built a model per row (`model_validate`), loaded the Call and flushed both. Both ways, on two
+    databases: every stored column is equal."""
     from shared.migrate import upgrade_async
 
     orm_url = f"sqlite:///{tmp_path}/orm.db"
@@ -208,13 +226,14 @@ async def test_rows_are_stored_as_the_orm_stored_them(db: Database, tmp_path: An
                 if updates:
                     call = await s.get(Call, call_id)
                     assert call is not None
-                    _apply(call, updates)
+                    _orm_apply(call, updates)
                     s.add(call)
                 await s.commit()
         got, want = await _stored(db), await _stored(orm_db)
     finally:
         await orm_db.close()
-    assert len(got[0]) == 3 and len(got[1]) == 4
+    assert len(got[0]) == 3 and len(got[1]) == 7
+    assert got[2]["status"] == "on-hold" and len(got[2]["facts"]) == 2
     assert got == want
 
 
@@ -237,10 +256,12 @@ async def test_writer_on_postgresql(pg_url: str) -> None:
     assert [(ln["seq"], ln["speaker"], ln["offset_ms"], ln["interrupted"]) for ln in lines] == [
         (1, "agent", 120, False), (2, "callee", 0, False), (3, "agent", 3400, True)]
     assert "4111" not in lines[1]["text"]
-    assert [e["type"] for e in evts] == ["status", "fact", "digits", "turn_metrics"]
+    assert [e["type"] for e in evts] == ["status", "fact", "digits", "turn_metrics", "status", "fact",
+                                         "status"]
     assert evts[2]["payload"] == {"digits": "2", "nested": {"a": [1, 2.5, None, True]}}
     assert evts[3]["payload"] == {"llm_first_token": 250.0, "first_audio": 420.0}
     assert all(e["at"].tzinfo is not None and e["at"] == item.at for e, item in
                zip(evts, [r for r in rows if r.model is CallEvent], strict=True))
-    assert call["status"] == "in-progress" and call["answered_by"] == "human"
-    assert call["facts"] == [{"label": "reference", "value": "PA-123"}]
+    assert call["status"] == "on-hold" and call["answered_by"] == "machine_start"
+    assert call["facts"] == [{"label": "reference", "value": "PA-123"},
+                             {"label": "callback", "value": "+1 212 555 0100"}]
