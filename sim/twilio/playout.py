@@ -42,6 +42,15 @@ class Playout:
     def take(self, n: int) -> tuple[bytes, int, list[PendingMark]]:
         """Up to ``n`` bytes to play next (padded with silence), how many were real audio, and the marks
         whose audio is entirely inside this frame."""
+        if self._items:
+            head = self._items[0]
+            offset = self._head_offset
+            if not isinstance(head, PendingMark) and len(head) - offset > n:
+                # The frame lies inside the head chunk with bytes of it left after, so no mark can be
+                # due (most agent frames: a TTS chunk is up to 25 frames): a slice, no assembly.
+                self._head_offset = offset + n
+                self.queued_bytes -= n
+                return head[offset:offset + n], n, []
         out = bytearray()
         marks: list[PendingMark] = []
         while self._items and (len(out) < n or isinstance(self._items[0], PendingMark)):
