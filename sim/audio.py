@@ -182,32 +182,35 @@ def _classify_blocks(blocks: np.ndarray) -> list[str | None]:
     return _classify_candidates(blocks, _maybe_keys(blocks).tolist())
 
 
-def classify_streams(streams: list[np.ndarray]) -> list[list[str | None]]:
-    """``_classify_blocks`` of each stream's blocks, the prefilter run once over all of them: the phone
-    gathers the blocks of every line ticked in a round, so its fixed numpy cost is paid once per round,
-    not once per line. A block's prefilter verdict may differ from a per-stream pass only by rounding,
-    and either way it admits every block that is a key, so the keys are the same."""
-    if len(streams) == 1:
-        return [_classify_blocks(streams[0])]
-    candidates = _maybe_keys(np.concatenate(streams)).tolist() if streams else []
+def classify_mulaw_streams(chunks: list[bytes]) -> list[list[str | None]]:
+    """``_classify_blocks`` of each stream of mu-law bytes (a whole number of blocks each), all decoded and
+    prefiltered in one pass: the phone gathers the blocks of every line ticked in a round, so the fixed
+    numpy cost is paid once per round, not once per line. Decoding is per sample, so a stream's rows of
+    the joint array are what decoding it alone gives; its exact checks run on those rows alone. A block's
+    prefilter verdict may differ from a per-stream pass only by rounding, and either way it admits every
+    block that is a key, so the keys are the same."""
+    if not chunks:
+        return []
+    blocks = _DECODE_F.take(np.frombuffer(b"".join(chunks), dtype=np.uint8)).reshape(-1, _BLOCK)
+    candidates = _maybe_keys(blocks).tolist()
     out: list[list[str | None]] = []
     start = 0
-    for blocks in streams:
-        end = start + len(blocks)
-        out.append(_classify_candidates(blocks, candidates[start:end]))
+    for chunk in chunks:
+        end = start + len(chunk) // _BLOCK
+        out.append(_classify_candidates(blocks[start:end], candidates[start:end]))
         start = end
     return out
 
 
-_ZEROS = np.zeros(_BLOCK)
-_ZEROS.flags.writeable = False  # shared by every detector's pending samples while the line is silent
+_SILENT_PENDING = bytes([MULAW_SILENCE]) * _BLOCK
 
 
 class DtmfDetector:
     """Streaming DTMF receiver over mu-law input, any chunk size."""
 
     def __init__(self) -> None:
-        self._pending = _ZEROS[:0]
+        self._pending = b""
+        """Mu-law bytes short of a whole block, carried to the next chunk."""
         self._pending_zero = True
         """Every pending sample is known to be zero (a flag: asking the array costs ~1-3 us a frame)."""
         self._current: str | None = None
@@ -216,27 +219,28 @@ class DtmfDetector:
 
     def feed(self, data: bytes) -> list[str]:
         """Digits whose tone ended, or was held >= ~40 ms, within ``data``; one report per tone."""
-        blocks = self.take_blocks(data)
-        return [] if blocks is None else self.feed_keys(_classify_blocks(blocks))
+        blocks = self.take_bytes(data)
+        return [] if blocks is None else self.feed_keys(classify_mulaw_streams([blocks])[0])
 
-    def take_blocks(self, data: bytes) -> np.ndarray | None:
-        """First half of ``feed``: the whole blocks ``data`` completes, to classify and pass to
-        ``feed_keys`` before the next chunk; None when ``data`` provably changes nothing."""
+    def take_bytes(self, data: bytes) -> bytes | None:
+        """First half of ``feed``: the mu-law bytes of the whole blocks ``data`` completes, to classify
+        (``classify_mulaw_streams``) and pass to ``feed_keys`` before the next chunk; None when ``data``
+        provably changes nothing."""
         silent = _digital_silence(data)
         if silent and self._current is None and self._pending_zero:
             # Nothing can start or end in pure silence after silence: the same result without the
             # arithmetic (most frames of a call; the phone feeds every frame it plays).
-            self._pending = _ZEROS[:(len(self._pending) + len(data)) % _BLOCK]
+            self._pending = _SILENT_PENDING[:(len(self._pending) + len(data)) % _BLOCK]
             return None
-        samples = np.concatenate((self._pending, _DECODE_F.take(np.frombuffer(data, dtype=np.uint8))))
-        usable = len(samples) - len(samples) % _BLOCK
-        self._pending = samples[usable:]
+        stream = self._pending + data
+        usable = len(stream) - len(stream) % _BLOCK
+        self._pending = stream[usable:]
         # What is left over came from this chunk alone when the chunk is at least as long: zero if silent.
-        self._pending_zero = not len(self._pending) or (silent and len(self._pending) <= len(data))
-        return samples[:usable].reshape(-1, _BLOCK) if usable else None
+        self._pending_zero = not self._pending or (silent and len(self._pending) <= len(data))
+        return stream[:usable] if usable else None
 
     def feed_keys(self, keys: list[str | None]) -> list[str]:
-        """Second half of ``feed``: the key (or None) of each block ``take_blocks`` returned, in order."""
+        """Second half of ``feed``: the key (or None) of each block ``take_bytes`` returned, in order."""
         if self._current is None and not any(keys):
             return []  # no tone before nor in these blocks: nothing to report, no state to change
         digits: list[str] = []

@@ -19,7 +19,7 @@ from sim.audio import (
     FRAME_MS,
     SILENT_FRAME,
     DtmfDetector,
-    classify_streams,
+    classify_mulaw_streams,
     dtmf_tones,
     is_silence,
 )
@@ -140,13 +140,13 @@ class Line:
             fork.on_outbound(audio)
         for word in self.decoder.feed(audio):
             self.log.heard.append(Word(word.word, self.start_ms + word.start_ms, self.start_ms + word.end_ms))
-        blocks = self.dtmf.take_blocks(audio)
+        blocks = self.dtmf.take_bytes(audio)
         if blocks is None:
             pass  # silence after silence: no digit can start or end here
         elif self._tones is not None:  # ticked by the network's ticker: detected with the round's others
             self._tones.add(self.dtmf, blocks, self.log, end_ms, self.digit_source)
         else:
-            for digit in self.dtmf.feed_keys(classify_streams([blocks])[0]):
+            for digit in self.dtmf.feed_keys(classify_mulaw_streams([blocks])[0]):
                 self.log.digits.append((end_ms, digit, self.digit_source))
         if real and not is_silence(audio):
             self.agent_last_audio_ms = end_ms

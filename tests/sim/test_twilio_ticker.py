@@ -53,7 +53,7 @@ async def test_tones_detected_per_round_as_frame_by_frame(monkeypatch: pytest.Mo
     # Every line's keypad-tone check runs once per ticker round over all lines' frames; each digit must
     # still be logged with the end of the frame that completed it, exactly as feeding the line's own
     # played audio to a detector frame by frame logs it.
-    from sim.audio import DtmfDetector, classify_streams, silence
+    from sim.audio import DtmfDetector, classify_mulaw_streams, silence
     from sim.codec import encode_speech
     from sim.twilio import tones
 
@@ -61,9 +61,9 @@ async def test_tones_detected_per_round_as_frame_by_frame(monkeypatch: pytest.Mo
 
     def recording(streams: list) -> list:
         batch_sizes.append(len(streams))
-        return classify_streams(streams)
+        return classify_mulaw_streams(streams)
 
-    monkeypatch.setattr(tones, "classify_streams", recording)
+    monkeypatch.setattr(tones, "classify_mulaw_streams", recording)
 
     clock = Clock(speed=10.0)
     keyed = ["12", "#0*", "9D", "555"]
