@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from elevenlabs.client import AsyncElevenLabs
 
+from callserver.http_release import EVENT_HOOKS
 from callserver.llm.base import HTTP_KEEPALIVE_S
 
 AS_RECEIVED: Any = {"chunk_size": None}
@@ -27,7 +28,8 @@ class ElevenLabsTTS:
     def __init__(self, *, api_key: str, base_url: str, voice_id: str, model_id: str = "eleven_flash_v2_5",
                  timeout_s: float = 20.0) -> None:
         self._http = httpx.AsyncClient(timeout=timeout_s, follow_redirects=True,
-                                       limits=httpx.Limits(keepalive_expiry=HTTP_KEEPALIVE_S))
+                                       limits=httpx.Limits(keepalive_expiry=HTTP_KEEPALIVE_S),
+                                       event_hooks=EVENT_HOOKS)
         self.client = AsyncElevenLabs(api_key=api_key or "unset", base_url=base_url, timeout=timeout_s,
                                       httpx_client=self._http)
         _ = self.client.text_to_speech  # lazy SDK imports now, not in the first call's first reply

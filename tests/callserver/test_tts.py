@@ -71,3 +71,43 @@ async def test_elevenlabs_first_audio_is_passed_on_as_it_arrives() -> None:
             break
         await provider.close()
     assert first[1] == 160 and first[0] < 0.08  # 1024 bytes would have taken 6 pieces, 500 ms
+
+
+async def test_elevenlabs_responses_are_freed_without_the_cyclic_gc() -> None:
+    """A finished or cancelled phrase leaves no httpx response cycle for a garbage collection to find
+    (callserver.http_release), and the audio is the same whole phrase as before."""
+    import gc
+
+    import httpx
+
+    emu = ElevenLabsEmulator(api_key="el", ttfb_s=0.0, realtime_factor=0.05)
+    async with serve(emu.app) as url:
+        provider = ElevenLabsTTS(api_key="el", base_url=url, voice_id="v1")
+        async for _ in provider.synthesize("warm up"):  # the connection pool's own objects live on
+            pass
+
+        async def cancelled() -> None:
+            async for _ in provider.synthesize(TEXT * 5):
+                pass
+
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            decoder = SpeechDecoder()
+            heard = [w for chunk in [c async for c in provider.synthesize(TEXT)] for w in decoder.feed(chunk)]
+            task = asyncio.create_task(cancelled())
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(0.05)
+            gc.collect()
+            left = [o for o in gc.garbage if isinstance(o, httpx.Response | httpx.Request)]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+        await provider.close()
+    assert " ".join(w.word for w in heard) == TEXT
+    assert left == []
