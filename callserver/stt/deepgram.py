@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
-import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from deepgram import AsyncDeepgramClient
@@ -34,6 +33,7 @@ from loguru import logger
 
 from callserver.audio import decode
 from callserver.stt.base import SpeechStarted, SttEvent, Transcript, UtteranceEnd
+from callserver.stt.deepgram_socket import connect_without_deflate, media_sender, raw_websocket, tls_context
 
 BYTES_PER_S = 8000
 MAX_REPLAY_S = 30.0
@@ -52,63 +52,6 @@ def is_quiet(frame: bytes) -> bool:
     return b"\x01" not in frame.translate(_SOUND)
 
 
-def raw_websocket(socket: Any) -> Any | None:
-    """The websockets connection under the SDK's ``AsyncV1SocketClient`` (its ``_websocket``), or None.
-
-    The SDK still opens the socket (URL, auth header, query options, errors); we read and write the
-    connection it holds, as callserver/llm/sse.py reads the LLM streams' bodies: the SDK's typed
-    messages cost ~0.1 ms each to build (``construct_type``) and its ``send_media`` adds two coroutine
-    layers per frame over websockets' ``send``. Duck-typed and checked by
-    tests/callserver/test_stt_wire.py, so an SDK release that renames it fails there, while the stream
-    falls back to the SDK's own methods here."""
-    ws = getattr(socket, "_websocket", None)
-    if ws is None or not all(callable(getattr(ws, name, None)) for name in ("send", "recv", "__aiter__")):
-        return None
-    return ws
-
-
-def media_sender(socket: Any) -> Callable[[bytes], Awaitable[None]]:
-    """How audio goes out: websockets' ``send`` of one binary message, which is all ``send_media``
-    does (tests/callserver/test_stt_wire.py compares the bytes on the wire)."""
-    ws = raw_websocket(socket)
-    return socket.send_media if ws is None else ws.send
-
-
-def _connect_without_deflate() -> None:
-    """Open the SDK's listen sockets without permessage-deflate.
-
-    deepgram-sdk 7 calls websockets' legacy ``connect`` with its default ``compression="deflate"``, so
-    each 20 ms mu-law frame (noise-like: it does not compress) went through zlib both ways, a measurable
-    share of the call server's CPU at 50 calls. The SDK offers no option for it; its module-level
-    ``websockets_client_connect`` is wrapped once to pass ``compression=None``."""
-    from deepgram.listen.v1 import client, raw_client
-
-    for module in (client, raw_client):  # AsyncV1Client.connect and its raw twin each import it
-        connect = module.websockets_client_connect
-        if not getattr(connect, "without_deflate", False):
-            module.websockets_client_connect = _without_deflate(connect)
-
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """One TLS context for every listen socket of the process. Without it each ``wss://`` connect builds
-    a default context (asyncio does, for ``ssl=True``), loading the CA bundle from disk: 23-38 ms holding
-    the event loop, and so every other call's audio, at each call start and each reconnect."""
-    return ssl.create_default_context()
-
-
-def _without_deflate(connect: Any) -> Any:
-    def without_deflate(*args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("compression", None)
-        uri = args[0] if args else kwargs.get("uri", "")
-        if str(uri).startswith("wss://"):
-            kwargs.setdefault("ssl", tls_context())
-        return connect(*args, **kwargs)
-
-    without_deflate.without_deflate = True  # type: ignore[attr-defined]
-    return without_deflate
-
-
 class DeepgramSTT:
     """Factory of live streams with one client (and its settings) per process."""
 
@@ -118,7 +61,7 @@ class DeepgramSTT:
         ws_url = base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         env = DeepgramClientEnvironment(base=base_url, production=ws_url, agent=ws_url, agent_rest=base_url)
         self.client = AsyncDeepgramClient(api_key=api_key or "unset", environment=env)
-        _connect_without_deflate()
+        connect_without_deflate()
         if ws_url.startswith("wss://"):
             tls_context()  # loaded now, at start-up, not inside the first call
         self.options: dict[str, Any] = {
@@ -148,6 +91,12 @@ class DeepgramSttStream:
         every 20 ms frame of every call, and ``Event.wait`` looks the running loop up each time (a
         ``getpid`` system call on Python 3.11) on top of its own list of waiters."""
         self._keepalive_due = False
+        self._last_send = 0.0
+        self._loop_time: Callable[[], float] = time.monotonic  # the running loop's clock, once sending
+        self._direct: Callable[[bytes], Coroutine[Any, Any, None]] | None = None
+        """The socket's send while the sender task runs: ``push`` sends with it on its own stack."""
+        self._inflight: asyncio.Task[None] | None = None
+        """A send that ``push`` started and the socket could not finish at once; later audio waits."""
         self._quiet_bytes = 0
         """Quiet audio since the last frame with sound in it."""
         self._unconfirmed = bytearray()
@@ -182,7 +131,56 @@ class DeepgramSttStream:
                 return  # a long silence: this frame goes with the next ones
         else:
             self._quiet_bytes = 0
-        self._wake()
+        if (self._waiter is not None and self._direct is not None and self._inflight is None
+                and len(self._pending) == size):
+            self._send_now(audio)
+        else:
+            self._wake()
+
+    def _send_now(self, audio: bytes) -> None:
+        """Send one frame from ``push`` itself while the sender is idle with nothing queued ahead of it:
+        websockets' ``send`` writes the frame without suspending while the socket is open and its
+        buffer not full, so it is run to completion here rather than waking the sender task for every
+        20 ms frame of every call (a future, a loop callback and a task step per frame). Should the send
+        suspend, a task finishes it, in order, as the sender would have."""
+        assert self._direct is not None
+        coro = self._direct(audio)
+        try:
+            blocked = coro.send(None)
+        except StopIteration:
+            self._pending.clear()
+            self._sent_ok(len(audio))
+            return
+        except Exception:  # e.g. closed: the frame stays queued, the sender meets the error and reports it
+            self._wake()
+            return
+        self._pending.clear()
+        self._inflight = asyncio.get_running_loop().create_task(self._finish(coro, blocked, len(audio)))
+
+    async def _finish(self, coro: Coroutine[Any, Any, None], blocked: Any, size: int) -> None:
+        """What a Task does with a coroutine that suspended on ``blocked``: wait, resume, until done."""
+        try:
+            while True:
+                if blocked is None:  # a bare yield (asyncio.sleep(0))
+                    await asyncio.sleep(0)
+                else:
+                    blocked._asyncio_future_blocking = False
+                    await asyncio.wait((blocked,))  # the coroutine reads its result or exception
+                blocked = coro.send(None)
+        except StopIteration:
+            self._inflight = None
+            self._sent_ok(size)
+        except asyncio.CancelledError:
+            coro.close()
+            raise
+        except Exception:
+            self._wake()  # the sender awaits this task and so ends the connection with the error
+            raise
+
+    def _sent_ok(self, size: int) -> None:
+        self._sent += size
+        self.bytes_sent += size
+        self._last_send = self._loop_time()
 
     def _wake(self) -> None:
         self._due = True
@@ -248,44 +246,50 @@ class DeepgramSttStream:
         loop = asyncio.get_running_loop()
         send_media = media_sender(socket)
         keepalive_s = self._owner.keepalive_s
-        last_send = loop.time()
+        self._loop_time = loop.time
+        self._last_send = loop.time()
 
         def keepalive_check() -> None:
             nonlocal timer
-            due = last_send + keepalive_s
+            due = self._last_send + keepalive_s
             if loop.time() + 0.001 >= due:  # call_at may run a hair (clock resolution) early
                 self._keepalive_due = True
                 self._wake()
             else:
                 timer = loop.call_at(due, keepalive_check)
 
-        timer = loop.call_at(last_send + keepalive_s, keepalive_check)
+        timer = loop.call_at(self._last_send + keepalive_s, keepalive_check)
+        self._direct = send_media
         try:
             while True:
                 if not self._due and not self._closing:
                     self._waiter = waiter = loop.create_future()
                     await waiter
                 self._due = False
+                if self._inflight is not None:
+                    await self._inflight  # a send push started: first, and its error is ours
+                    self._inflight = None
                 if self._pending:
                     data = bytes(self._pending)
                     self._pending.clear()
                     await send_media(data)
-                    self._sent += len(data)
-                    self.bytes_sent += len(data)
-                    last_send = loop.time()
+                    self._sent_ok(len(data))
                 elif self._closing:
                     # Flush what was said so far, then the server closes the socket.
                     await socket.send_close_stream()
                     return
                 elif self._keepalive_due:
                     await socket.send_keep_alive()
-                    last_send = loop.time()
+                    self._last_send = loop.time()
                 if self._keepalive_due:
                     self._keepalive_due = False
-                    timer = loop.call_at(last_send + keepalive_s, keepalive_check)
+                    timer = loop.call_at(self._last_send + keepalive_s, keepalive_check)
         finally:
             timer.cancel()
-            self._waiter = None
+            self._waiter = self._direct = None
+            if self._inflight is not None:
+                self._inflight.cancel()
+                self._inflight = None
 
     async def _receive(self, socket: Any) -> None:
         ws = raw_websocket(socket)

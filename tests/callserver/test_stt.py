@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from callserver.stt.base import SpeechStarted, SttEvent, Transcript, UtteranceEnd
-from callserver.stt.deepgram import DeepgramSTT, DeepgramSttStream, _without_deflate, tls_context
+from callserver.stt.deepgram import DeepgramSTT, DeepgramSttStream
+from callserver.stt.deepgram_socket import _without_deflate, tls_context
 from sim import audio
 from sim.codec import encode_speech
 from sim.deepgram import DeepgramEmulator

@@ -4,6 +4,7 @@ same wire bytes, same events as the SDK's typed path, and a working fallback if 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,8 +14,10 @@ from deepgram.core.unchecked_base_model import construct_type
 from deepgram.listen.v1.socket_client import V1SocketClientResponse
 
 from callserver.stt import deepgram as dg_module
+from callserver.stt import deepgram_socket
 from callserver.stt.base import SpeechStarted, SttEvent, Transcript, UtteranceEnd
-from callserver.stt.deepgram import DeepgramSTT, DeepgramSttStream, media_sender, raw_websocket
+from callserver.stt.deepgram import DeepgramSTT, DeepgramSttStream
+from callserver.stt.deepgram_socket import media_sender, raw_websocket
 from sim.codec import encode_speech
 from sim.deepgram import DeepgramEmulator
 from sim.deepgram_stt import ListenOptions, ListenSession, _control
@@ -111,7 +114,8 @@ async def test_the_events_of_a_call_are_the_same_on_both_paths(dg: Sim,
     runs: list[list[SttEvent]] = []
     for path in ("ours", "sdk"):
         if path == "sdk":
-            monkeypatch.setattr(dg_module, "raw_websocket", lambda socket: None)
+            for module in (dg_module, deepgram_socket):
+                monkeypatch.setattr(module, "raw_websocket", lambda socket: None)
         stream = stt.stream()
         runner = asyncio.create_task(stream.run())
         for i in range(0, len(audio), 160):
@@ -162,3 +166,38 @@ async def test_keepalive_only_after_keepalive_s_without_a_send(dg: Sim) -> None:
     assert kinds == ["media"] * 30 + ["keepalive", "keepalive", "close"]
     first, second = (t for kind, t in socket.sent if kind == "keepalive")
     assert 0.18 <= first - last_audio <= 0.3 and 0.18 <= second - first <= 0.3
+
+
+async def test_frames_sent_from_push_stay_in_order_when_the_socket_buffer_is_full(dg: Sim) -> None:
+    """An idle sender lets ``push`` send on its own stack; when the socket's buffer is full (flow control
+    paused) that send is finished by a task, and the frames pushed meanwhile follow it, in order."""
+    emu, stt = dg
+    speech = encode_speech("Could we move it to Friday?")
+    frames = [speech[i:i + 160] for i in range(0, len(speech), 160)]
+    third = len(frames) // 3
+    stream = stt.stream()
+    async with stt.client.listen.v1.connect(**stt.options) as socket:
+        sender = asyncio.create_task(stream._send(socket))
+        await asyncio.sleep(0)
+        for frame in frames[:third]:  # sent from push itself: no wake-up of the sender
+            stream.push(frame)
+            assert not stream._pending and stream._inflight is None
+            await asyncio.sleep(0)
+        socket._websocket.pause_writing()  # as the transport does when its write buffer is full
+        for frame in frames[third:2 * third]:
+            stream.push(frame)
+            await asyncio.sleep(0)
+        assert stream._inflight is not None and stream.bytes_sent == third * 160  # the first one waits
+        socket._websocket.resume_writing()
+        for frame in frames[2 * third:]:
+            stream.push(frame)
+            await asyncio.sleep(0)
+        stream.close()
+        await asyncio.wait_for(sender, 2)
+        async for _ in socket:  # the server closes after CloseStream
+            pass
+    session = emu.sessions[-1]
+    assert stream.bytes_sent == stream.bytes_pushed == session.audio_bytes == len(speech)
+    assert session.transcript == "Could we move it to Friday?"
+    assert session.sent[-1]["sha256"] == hashlib.sha256(speech).hexdigest()  # every byte, in order
+    assert session.close_code == 1000
