@@ -25,7 +25,7 @@ from callserver.llm.openai import OpenAILLM
 from callserver.stt.deepgram import QUIET_BATCH_BYTES, DeepgramSTT, is_quiet
 from callserver.tools import default_registry, to_anthropic, to_openai
 from callserver.twilio_stream import Media, MediaStream
-from dialer.runtime import loop_factory, tune_gc
+from dialer.runtime import GC_THRESHOLDS, loop_factory, tune_gc
 from sim.deepgram import DeepgramEmulator
 from sim.server import serve
 
@@ -225,7 +225,7 @@ def test_tune_gc_freezes_start_up_objects_and_raises_the_young_threshold() -> No
     try:
         tune_gc()
         assert gc.get_freeze_count() > 1000  # modules, SDK types: out of every later full collection
-        assert gc.get_threshold()[0] == 10_000
+        assert gc.get_threshold() == GC_THRESHOLDS
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
