@@ -34,19 +34,21 @@ def tune_gc() -> None:
     210 ms, enough to stall every call's audio. ``gc.freeze`` moves what exists now out of the
     collector's sight.
 
-    Thresholds: a collection's pause grows with the objects it walks, ~0.5 us each in this process
-    (live call objects, cache-cold), so the thresholds set how long each pause is, not how much GC work
-    is done overall. Measured with ``bench/latency.py --calls 50 --turns 4`` (72 s of 50 calls plus the
-    barge-in run; pauses as CPU ms of the collecting thread), once ElevenLabs responses stopped being
+    Thresholds: a collection's pause grows with the objects it walks, ~0.5 us each in this process (a
+    10,000-object gen0: 5-6.5 ms; live call objects, cache-cold), so the thresholds set how long each
+    pause is, not how much GC work is done overall. Measured with ``bench/latency.py --calls 50
+    --turns 4`` (phases: 72 s of 50 calls, then the barge-in run; pauses as CPU ms of the collecting
+    thread), once ElevenLabs responses stopped being
     cyclic garbage (callserver/http_release.py; before that a young collection could free ~11,000 objects
     and take 16-17 ms):
 
-    - (10000, 20, 20): gen0 4 per run, up to 6.5 ms. Its gen1 never comes within a bench run: every 20th
-      young collection, ~6 min at this load, it walks the survivors of up to 200,000 young allocations,
-      a pause in the tens of ms that a server running for days takes again and again.
-    - (2000, 10, 10): gen0 22 per run, median ~1 ms, max 3.5-4.4 ms; gen1 1-2 per run, 7.7-13.2 ms
+    - (10000, 20, 20), two runs: gen0 4 per phase, 2.1-6.5 ms, finding 140-534 garbage objects. Its gen1
+      never comes within a bench run: every 20th young collection, ~6 min at this load, it walks the
+      survivors of up to 200,000 young allocations; scaling the 7.7-13.2 ms gen1 pauses below (up to
+      20,000) by 10 gives ~80-130 ms (an estimate, not measured), again and again for days.
+    - (2000, 10, 10), one run: gen0 22 per phase, median ~1 ms, max 3.5-4.4 ms; gen1 1-2, 7.7-13.2 ms
       (they find only 70-316 objects of garbage: the pause is walking live young objects). Overhead p99
-      27.3 ms (31.6 before the ElevenLabs fix) against 56.2 ms for (10000, 20, 20) on the same (busy)
+      27.3 ms (31.6 before the ElevenLabs fix) against 47.7 and 56.2 ms for (10000, 20, 20) on the same (busy)
       machine; the lead's earlier A/B: 22.7 ms against 29.7-35.
 
     A gen-2 collection needs, besides 10 gen1 ones, the old generation to have grown by 25% since the
