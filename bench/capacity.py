@@ -6,7 +6,7 @@ Every callee asks for a long explanation (a multi-phrase reply of about 10 s of 
 audio must keep flowing phrase after phrase while all other calls do the same. A gap is a run of silent
 playout frames (the phone emulator had nothing to play) that starts inside agent audio and is followed
 by more agent audio within 500 ms without a `clear`: the callee would hear a hole in the sentence.
-Event-loop lag and RSS are sampled inside the call server process (see bench/latency.py `--serve`).
+Event-loop lag and RSS are sampled inside the call server process (see bench/server_proc.py).
 """
 
 from __future__ import annotations

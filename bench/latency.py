@@ -12,8 +12,8 @@ timestamps (turn_trace, server_probes). Barge-in: from the end of the frame comp
 interrupting word (what any STT needs) to `clear` at the phone; the call server itself logs STT event ->
 `clear` sent (barge_in_ms). A warm-up call runs first and is reported on its own.
 
-Three processes, as the load would be split in production: the call server (`--serve` mode of this
-file: the real app under uvicorn on uvloop with GC tuned as ``dialer callserver`` runs it, plus event-loop
+Three processes, as the load would be split in production: the call server (bench/server_proc.py:
+the real app under uvicorn on uvloop with GC tuned as ``dialer callserver`` runs it, plus event-loop
 lag, GC and RSS probes), the provider emulators (providers_proc) and, here, the phone network.
 """
 
@@ -117,8 +117,8 @@ async def rig(scenario: Callable[[int], Scenario], *, extra_env: dict[str, str] 
             fields = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
             settings = load_settings(**fields)
             await upgrade_async(settings.database_url)
-            child = await asyncio.to_thread(subprocess.Popen, [sys.executable, __file__, "--serve"], env=env,
-                                            cwd=tmp)
+            server_proc = [sys.executable, str(ROOT / "bench" / "server_proc.py")]
+            child = await asyncio.to_thread(subprocess.Popen, server_proc, env=env, cwd=tmp)
             db = Database(settings.database_url)
             rig_ = Rig(stack, settings, db, Telephony(settings), child, Path(env["STATS_FILE"]), scenario,
                        tracer)
@@ -342,60 +342,6 @@ async def main(calls_list: list[int], turns: int) -> None:
         print("  during the barge-in run, " + gc_report(barge))
 
 
-# --- child mode: the call server with probes ------------------------------------------------------
-
-async def serve_with_probes() -> None:
-    import server_probes
-    import uvicorn
-
-    from callserver.app import create_app
-    from dialer.runtime import storage, tune_gc
-    from shared.logs import setup_logging
-
-    settings = load_settings()
-    setup_logging(settings.log_level, settings.secrets())
-    points = server_probes.install()
-    gc_pauses = server_probes.watch_gc()
-    lag: list[float] = []
-    rss: list[tuple[int, float]] = []
-    async with storage(settings) as (db, bus):
-        app = create_app(settings, bus=bus, db=db)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
-                                               access_log=False, ws_ping_interval=None))
-
-        async def probe() -> None:
-            # A 5 ms sleep that wakes late measures how long something else held the loop.
-            # perf_counter, not loop.time(): uvloop's loop clock is cached at 1 ms resolution.
-            ticks = 0
-            while True:
-                start = time.perf_counter()
-                await asyncio.sleep(0.005)
-                registry = getattr(app.state, "registry", None)
-                live = registry.active_count() if registry else 0
-                if live:  # start-up (imports, provider clients) is not what this measures
-                    lag.append((time.perf_counter() - start - 0.005) * 1000)
-                ticks += 1
-                if ticks % 20 == 0:
-                    rss.append((live, _rss_mb()))
-
-        # Our own SIGTERM handler: uvicorn's re-raises the signal after shutdown, before stats are saved.
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, setattr, server, "should_exit", True)
-        task = asyncio.create_task(probe())
-        serving = asyncio.create_task(server.serve())
-        while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has only a flag)
-            await asyncio.sleep(0.05)
-        if not os.environ.get("BENCH_NO_GC_TUNING"):
-            tune_gc()  # as dialer.runtime.callserver_part does, once the app has started
-        for pauses in gc_pauses.values():
-            pauses.clear()  # start-up's collections are not what this measures
-        await serving
-        task.cancel()
-    stats = json.dumps({"loop_lag_ms": lag, "rss": rss, "points": server_probes.dump(points),
-                        "gc_pauses_ms": gc_pauses})
-    await asyncio.to_thread(Path(os.environ["STATS_FILE"]).write_text, stats)
-
-
 def phone_runner() -> asyncio.Runner:
     """The phone network's loop: uvloop as the emulators run (less lag), or with
     BENCH_PHONE_SLOW_CALLBACKS set asyncio's debug loop naming every callback that held it > 20 ms."""
@@ -411,32 +357,10 @@ def phone_runner() -> asyncio.Runner:
     return asyncio.Runner(loop_factory=loop_factory())
 
 
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--calls", default="1,50", help="comma-separated concurrent call counts")
     args = parser.parse_args()
-    if args.serve and os.environ.get("BENCH_SLOW_CALLBACKS"):
-        # Diagnosis: asyncio's debug mode names every callback that held the loop > 20 ms (slower loop).
-        import logging
-
-        logging.basicConfig(level=logging.WARNING)
-        with asyncio.Runner(debug=True) as runner:
-            runner.get_loop().slow_callback_duration = 0.02
-            runner.run(serve_with_probes())
-    elif args.serve:
-        from dialer.runtime import loop_factory
-
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:  # as `dialer callserver` runs
-            runner.run(serve_with_probes())
-    else:
-        with phone_runner() as runner:
-            runner.run(main([int(c) for c in args.calls.split(",")], args.turns))
+    with phone_runner() as runner:
+        runner.run(main([int(c) for c in args.calls.split(",")], args.turns))

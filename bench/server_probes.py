@@ -1,4 +1,4 @@
-"""Timestamps inside the call server process (the ``--serve`` child of bench/latency.py), per tagged turn.
+"""Timestamps inside the call server process (bench/server_proc.py), per tagged turn.
 
 Measurement only, like turn_trace: thin wrappers record the monotonic time at which the call server
     stt_final    has the ``speech_final`` result (parsed from the Deepgram listen socket),
