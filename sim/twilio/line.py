@@ -140,12 +140,10 @@ class Line:
             fork.on_outbound(audio)
         for word in self.decoder.feed(audio):
             self.log.heard.append(Word(word.word, self.start_ms + word.start_ms, self.start_ms + word.end_ms))
-        blocks = self.dtmf.take_bytes(audio)
-        if blocks is None:
-            pass  # silence after silence: no digit can start or end here
-        elif self._tones is not None:  # ticked by the network's ticker: detected with the round's others
+        blocks = self.dtmf.take_bytes(audio)  # None for silence after silence: no digit starts or ends there
+        if blocks is not None and self._tones is not None:  # ticked by the network's ticker: with the round's
             self._tones.add(self.dtmf, blocks, self.log, end_ms, self.digit_source)
-        else:
+        elif blocks is not None:
             for digit in self.dtmf.feed_keys(classify_mulaw_streams([blocks])[0]):
                 self.log.digits.append((end_ms, digit, self.digit_source))
         if real and not is_silence(audio):
