@@ -24,7 +24,7 @@ from sim.audio import (
     is_silence,
 )
 from sim.codec import SpeechDecoder, encode_speech, encode_words
-from sim.twilio.calllog import CallLog, MarkRecord, Word
+from sim.twilio.calllog import CallLog, Word
 from sim.twilio.clock import Clock
 from sim.twilio.mouth import FrameOut, Mouth, Segment
 from sim.twilio.playout import PendingMark, Playout
@@ -153,7 +153,7 @@ class Line:
         else:
             self.agent_audio_since_ms = None
         for mark in marks:
-            mark.echo(mark.name)
+            self._echo(mark)
 
     def _note_callee(self, frame: FrameOut, start_ms: float, end_ms: float) -> None:
         for seg in frame.finished:
@@ -187,20 +187,22 @@ class Line:
         self.playout.push_audio(audio)
 
     def agent_mark(self, name: str, echo: Callable[[str], None]) -> None:
-        record = MarkRecord(name, self.clock.now_ms())
-        self.log.marks.append(record)
-
-        def done(mark_name: str) -> None:
-            record.echoed_ms = self.clock.now_ms()
-            echo(mark_name)
-
-        pending = PendingMark(name, done, record)
+        # No closure per mark: a pending mark (waiting seconds behind its audio) outlives young
+        # collections, and each object it holds is walked again by every one of them.
+        pending = PendingMark(name, echo, len(self.log.mark_rows))
+        self.log.mark_rows.append((name, self.clock.now_ms(), None, False))
         if not self.playout.empty():
             self.playout.push_mark(pending)
         elif self._in_flight[1]:
             self._in_flight[2].append(pending)
         else:
-            done(name)
+            self._echo(pending)
+
+    def _echo(self, mark: PendingMark, cleared: bool = False) -> None:
+        if mark.record is not None:  # its index in log.mark_rows
+            rows = self.log.mark_rows
+            rows[mark.record] = (mark.name, rows[mark.record][1], self.clock.now_ms(), cleared)
+        mark.echo(mark.name)
 
     def agent_clear(self) -> None:
         now = self.clock.now_ms()
@@ -211,8 +213,7 @@ class Line:
         marks = self.playout.clear() + self._in_flight[2]
         self._in_flight = (b"", 0, [])
         for mark in marks:
-            mark.record.cleared = True
-            mark.echo(mark.name)
+            self._echo(mark, cleared=True)
 
     def play_to_callee(self, audio: bytes) -> None:
         """Audio the network itself plays (<Say>, <Play digits>), queued like agent media."""

@@ -146,9 +146,10 @@ class MediaStream:
             self._seq += 1
             message = {"event": message.pop("event"), "sequenceNumber": str(self._seq), **message,
                        "streamSid": self.sid}
+        text = json.dumps(message)
         if message["event"] != "media":
-            self.log.sent_events.append((self.line.now_ms(), message))
-        self._send(json.dumps(message))
+            self.log.sent_text.append((self.line.now_ms(), text))
+        self._send(text)
 
     def on_inbound(self, frame: FrameOut) -> None:
         """One 20 ms frame of the callee (called by the line's tick; must not block)."""
@@ -241,7 +242,7 @@ class MediaStream:
             self._protocol_error(now, f"unparseable message: {str(raw)[:80]!r}")
             return
         if event != "media":  # media are counted (record["media_in"]); thousands per call are not kept
-            self.log.received.append((now, message))
+            self.log.received_text.append((now, raw))
         if self.unidirectional:
             self._protocol_error(now, f"{event!r} sent on a unidirectional stream")
             return

@@ -20,6 +20,7 @@ class PendingMark:
     name: str
     echo: Callable[[str], None]
     record: Any = None
+    """Whatever the owner logs the echo by (a line: the mark's index in its ``CallLog.mark_rows``)."""
 
 
 class Playout:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -189,6 +190,14 @@ async def test_marks_clear_and_heard_prefix(rig: tuple[PhoneNetwork, AgentServer
     assert echoes["long"] - marks_sent["clear"] < 0.05  # clear echoes pending marks at once
     log = net.calls[sid].log
     assert [m.cleared for m in log.marks] == [False, False, True]
+    assert all(m.echoed_ms is not None and m.echoed_ms >= m.received_ms for m in log.marks)
+    assert [m for _, m in log.received if m["event"] == "mark"] == [
+        {"event": "mark", "streamSid": s.stream_sid(), "mark": {"name": name}} for name in echoes]
+    assert [m["event"] for _, m in log.received] == ["mark", "mark", "mark", "clear", "bogus"]
+    assert [m for _, m in log.sent_events] == [m for _, m in s.messages if m["event"] != "media"]
+    # What piles up all call long is left untracked by the collector (see sim.twilio.calllog).
+    gc.collect()
+    assert not any(map(gc.is_tracked, [*log.mark_rows, *log.received_text, *log.sent_text]))
     heard = log.heard_text()
     assert heard.startswith("Hello there. one two")
     assert "twelve" not in heard  # the cut utterance is heard only up to the clear
