@@ -149,11 +149,9 @@ class OwnerLoop:
         s = self.s
         async with self._aside:
             utt = Utterance()
-            queue: asyncio.Queue[str | None] = asyncio.Queue()
-            for phrase in split_text(text):
-                queue.put_nowait(phrase)
-            queue.put_nowait(None)
-            await s._speak(queue, utt, None)
+            speech = s.speech(utt)
+            speech.put_all(split_text(text))
+            await speech.run()
             await s.playback.wait_played(max((seg.end for seg in utt.segments), default=0))
             s.log.line("agent", text)
 

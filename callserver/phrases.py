@@ -13,11 +13,15 @@ unambiguous: "?" or "!"; a comma, ";" or ":" after a letter (not "1," of "1,000"
 no inner period ("e.g.", "a.m."). Later phrases keep waiting for the next character: they queue behind
 audio still playing, so certainty ("example.com", "Wait...") costs nothing there. A phrase with nothing
 to say (the "!" of "?!" after an early cut) is dropped.
+
+A later phrase is cut like the first one while ``hurry()`` says so: the speaker reports that the callee is
+about to run out of audio (callserver.speech), and a hole in the speech is worse than a clause-sized phrase.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 _CLAUSE = ",;:—–"
 _SENTENCE = ".?!…"
@@ -30,17 +34,24 @@ LONG_PHRASE_CHARS = 80
 """Past this length a later phrase may also end at a clause boundary."""
 _WORD_BEFORE = re.compile(r"(\S+)$")
 _EAGER_CLAUSE = ",;:"
+_EAGER_MARKS = "?!.,;:"
 _URL_SCHEMES = frozenset({"http", "https", "ftp", "mailto", "sip", "tel"})
 
 
 class PhraseSplitter:
     """Feed tokens with ``push``; it returns the phrases completed so far. ``flush`` returns the rest."""
 
-    def __init__(self, long_phrase_chars: int = LONG_PHRASE_CHARS) -> None:
+    def __init__(self, long_phrase_chars: int = LONG_PHRASE_CHARS,
+                 hurry: Callable[[], bool] | None = None) -> None:
         self._buf = ""
         self._scan_from = 0
         self._first = True
         self._long = long_phrase_chars
+        self._hurry = hurry
+
+    def _eager(self) -> bool:
+        """Cut at the first clause boundary: the first phrase, or a later one when audio runs short."""
+        return self._first or (self._hurry is not None and self._hurry())
 
     def push(self, token: str) -> list[str]:
         self._buf += token
@@ -67,7 +78,7 @@ class PhraseSplitter:
                 continue
             if ch in _SENTENCE and self._sentence_end(buf, i):
                 return i + 1
-            if ch in _CLAUSE and (self._first or i >= self._long) and buf[:i].strip():
+            if ch in _CLAUSE and (i >= self._long or self._eager()) and buf[:i].strip():
                 return i + 1
         self._scan_from = max(0, len(buf) - 1)
         return len(buf) if buf and self._cut_at_end(buf) else None
@@ -76,7 +87,7 @@ class PhraseSplitter:
         """The token just pushed ends with a mark that is a boundary whatever comes next."""
         i = len(buf) - 1
         ch, before = buf[i], buf[i - 1] if i else ""
-        if not self._first or not before or before.isspace():
+        if not before or before.isspace() or ch not in _EAGER_MARKS or not self._eager():
             return False
         if ch in "?!":
             return True

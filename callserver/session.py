@@ -2,9 +2,9 @@
 
 Every part is an async task under one TaskGroup owned by ``run()``; the session belongs to the call, not
 to a WebSocket, so ``attach`` is called again when the call's TwiML is replaced and a new stream opens.
-A reply is one task (LLM stream + speaker); barge-in cancels that whole task (LLM, TTS and queued audio
-via ``clear``) and rewrites the assistant turn to the words actually heard. The audio path never awaits
-the database or the bus: ``CallLog`` only enqueues.
+A reply is one task (LLM stream + speaker, callserver.speech); barge-in cancels that whole task (LLM, TTS
+and queued audio via ``clear``) and rewrites the assistant turn to the words actually heard. The audio
+path never awaits the database or the bus: ``CallLog`` only enqueues.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from callserver.metrics import TurnMetrics, TurnTimer, now
 from callserver.owner_loop import OwnerLoop
 from callserver.phrases import PhraseSplitter, split_text
 from callserver.playback import Playback, Utterance
+from callserver.speech import Speech
 from callserver.stt.base import SpeechStarted
 from callserver.tools import ToolRegistry, default_registry
 from callserver.turns import Backchannel, BargeIn, EndOfTurn, TurnTaker
@@ -258,11 +259,9 @@ class CallSession:
     async def _say(self, text: str) -> None:
         msg, utt = Message("assistant", text), Utterance()
         self._unplayed.append((msg, utt))
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
-        for phrase in split_text(text):
-            queue.put_nowait(phrase)
-        queue.put_nowait(None)
-        await self._speak(queue, utt, None)
+        speech = self.speech(utt)
+        speech.put_all(split_text(text))
+        await speech.run()
         self.history.messages.append(msg)
         self._spawn(self._log_when_played(msg, utt))
         await self.playback.wait_played()
@@ -271,10 +270,10 @@ class CallSession:
         for _ in range(MAX_TOOL_ROUNDS):
             msg, utt = Message("assistant"), Utterance()
             self._unplayed.append((msg, utt))
-            queue: asyncio.Queue[str | None] = asyncio.Queue()
+            speech = self.speech(utt, timer)
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._speak(queue, utt, timer))
-                await self._think(msg, queue, timer)
+                tg.create_task(speech.run())
+                await self._think(msg, speech, timer)
             if msg.text or msg.tool_calls:
                 self.history.messages.append(msg)
                 self._spawn(self._log_when_played(msg, utt))
@@ -288,8 +287,8 @@ class CallSession:
             if not msg.tool_calls or await self._run_tools(msg):
                 return
 
-    async def _think(self, msg: Message, queue: asyncio.Queue[str | None], timer: TurnTimer | None) -> None:
-        splitter = PhraseSplitter()
+    async def _think(self, msg: Message, speech: Speech, timer: TurnTimer | None) -> None:
+        splitter = PhraseSplitter(hurry=speech.short_of_audio)
         parts: list[str] = []
         async for event in self.providers.llm.stream(self.history, self.tools.defs):
             if isinstance(event, TextDelta):
@@ -299,35 +298,20 @@ class CallSession:
                 for phrase in splitter.push(event.text):
                     if timer:
                         timer.mark("first_phrase_ms")
-                    queue.put_nowait(phrase)
+                    speech.put(phrase)
             elif isinstance(event, ToolCallEvent):
                 msg.tool_calls.append(ToolCallRecord(event.id, event.name, dict(event.arguments)))
         rest = splitter.flush()
         if rest:
             if timer:
                 timer.mark("first_phrase_ms")
-            queue.put_nowait(rest)
-        queue.put_nowait(None)
+            speech.put(rest)
+        speech.end()
         msg.text = "".join(parts).strip()
 
-    async def _speak(self, queue: asyncio.Queue[str | None], utt: Utterance, timer: TurnTimer | None) -> None:
-        while (phrase := await queue.get()) is not None:
-            seg = self.playback.segment(utt, phrase)
-            for attempt in (1, 2):
-                try:
-                    async for chunk in self.providers.tts.synthesize(phrase):
-                        if timer:
-                            timer.mark("tts_first_byte_ms")
-                        if not await self.playback.send(seg, chunk):
-                            break
-                        if timer:
-                            timer.mark("first_audio_ms")
-                    break
-                except Exception as exc:  # one phrase lost is better than a dead call
-                    self._log.warning("TTS failed on {!r} (attempt {}): {!r}", phrase, attempt, exc)
-                    if seg.received:
-                        break
-            seg.done = True
+    def speech(self, utt: Utterance, timer: TurnTimer | None = None) -> Speech:
+        """A speaker for ``utt``: phrases in, this call's TTS and playback (callserver.speech)."""
+        return Speech(utt, self.playback, self.providers.tts, timer=timer, log=self._log)
 
     async def _log_when_played(self, msg: Message, utt: Utterance) -> None:
         end = max((s.end for s in utt.segments), default=0)
