@@ -83,7 +83,7 @@ async def _turn_messages() -> list[str]:
     speech = encode_speech("Hi, I would like to book a cleaning for next Tuesday at ten.")
     session.audio(speech + b"\xff" * 16000)
     session.close_stream()
-    return [json.dumps(m) for m in session.sent]
+    return list(session.sent_json)
 
 
 def _parsers() -> dict[str, Any]:

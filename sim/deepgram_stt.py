@@ -85,7 +85,11 @@ class ListenSession:
     options: ListenOptions
     request_id: str
     max_segment_ms: float = 5000.0
-    sent: list[dict[str, Any]] = field(default_factory=list)
+    sent_json: list[str] = field(default_factory=list)
+    """Every message sent, as the JSON text that went out. Text, not the dicts: the log lives as long as the
+    session, and as dicts and lists it was ~8 containers per result, each a survivor that the cyclic GC's
+    young collections walked and promoted (with the LLM request log, most of what triggered the provider
+    emulators' collections at 50 calls); a str is not tracked by the GC."""
     heard: list[HeardWord] = field(default_factory=list)
     audio_bytes: int = 0
     close_code: int | None = None
@@ -104,11 +108,17 @@ class ListenSession:
         self._in_run = False
 
     @property
+    def sent(self) -> list[dict[str, Any]]:
+        """Every message sent, parsed (for tests: each call parses the log again)."""
+        return [json.loads(text) for text in self.sent_json]
+
+    @property
     def transcript(self) -> str:
         """Everything heard so far, as punctuated words."""
         return " ".join(w.word for w in self.heard)
 
-    def audio(self, data: bytes) -> list[dict[str, Any]]:
+    def audio(self, data: bytes) -> list[str]:
+        """The messages (JSON text) ``data`` makes due, in order."""
         self.audio_bytes += len(data)
         self._sha.update(data)
         out: list[dict[str, Any]] = []
@@ -118,11 +128,11 @@ class ListenSession:
             self._tick(out)
         return self._record(out)
 
-    def finalize(self) -> list[dict[str, Any]]:
+    def finalize(self) -> list[str]:
         self._endpointed = True
         return self._record([self._results(is_final=True, from_finalize=True)])
 
-    def close_stream(self) -> list[dict[str, Any]]:
+    def close_stream(self) -> list[str]:
         out = [self._results(is_final=True)] if self._segment else []
         out.append({
             "type": "Metadata", "transaction_key": "deprecated", "request_id": self.request_id,
@@ -132,9 +142,10 @@ class ListenSession:
         })
         return self._record(out)
 
-    def _record(self, out: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        self.sent += out
-        return out
+    def _record(self, out: list[dict[str, Any]]) -> list[str]:
+        texts = [json.dumps(m) for m in out]
+        self.sent_json += texts
+        return texts
 
     def _on_word(self, word: HeardWord, out: list[dict[str, Any]]) -> None:
         self._start_run(word.start_ms, out)
@@ -283,12 +294,12 @@ async def run_listen(ws: WebSocket, emu: DeepgramEmulator, session: ListenSessio
             else:
                 out, close = _control(session, message.get("text") or "")
                 if close:
-                    for m in out:
-                        await ws.send_text(json.dumps(m))
+                    for text in out:
+                        await ws.send_text(text)
                     await _close(ws, session, 1000, "")
                     return
-            for m in out:
-                await ws.send_text(json.dumps(m))
+            for text in out:
+                await ws.send_text(text)
     finally:
         deadline.cancel()
 
@@ -307,8 +318,8 @@ async def _expire(ws: WebSocket, emu: DeepgramEmulator, session: ListenSession,
     await _close(ws, session, 1011, "emulated fault: connection dropped" if dropped else "NET-0001")
 
 
-def _control(session: ListenSession, text: str) -> tuple[list[dict[str, Any]], bool]:
-    """Handle a text frame: (messages to send, whether to close afterwards)."""
+def _control(session: ListenSession, text: str) -> tuple[list[str], bool]:
+    """Handle a text frame: (messages to send as JSON text, whether to close afterwards)."""
     try:
         kind = json.loads(text).get("type")
     except (ValueError, AttributeError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -298,3 +299,31 @@ def test_results_carry_each_heard_word_as_built_for_it(max_segment_ms: float) ->
     assert done == len(expected) == 3 * 8
     interims = sum(not m["is_final"] for m in results)
     assert interims == len(expected) if max_segment_ms > 3000 else 0 < interims < len(expected)
+
+
+def test_log_is_the_text_that_went_out() -> None:
+    """``audio``, ``finalize`` and ``close_stream`` return the messages as the JSON text sent on the socket;
+    the session logs that text as is (no dicts or lists kept for the GC to walk) and ``sent`` parses it
+    back into the messages the session built."""
+    options = ListenOptions(interim_results=True, endpointing=300, utterance_end_ms=1000, vad_events=True,
+                            smart_format=True)
+    session = ListenSession(options, "rid")
+    built: list[dict[str, Any]] = []
+    make = session._results
+
+    def spy(**kwargs: Any) -> dict[str, Any]:
+        built.append(make(**kwargs))
+        return built[-1]
+
+    session._results = spy  # type: ignore[method-assign]
+    stream = encode_speech("Hello there, account W123 please.") + audio.silence(1200)
+    returned: list[str] = []
+    for i in range(0, len(stream), audio.FRAME_BYTES):
+        returned += session.audio(stream[i:i + audio.FRAME_BYTES])
+    returned += session.finalize() + session.close_stream()
+    assert returned == session.sent_json
+    assert all(type(text) is str for text in session.sent_json)
+    assert session.sent == [json.loads(text) for text in returned]
+    results = [m for m in session.sent if m["type"] == "Results"]
+    assert results == built and len(results) > 5
+    assert {m["type"] for m in session.sent} == {"SpeechStarted", "Results", "UtteranceEnd", "Metadata"}
