@@ -135,8 +135,8 @@ class Trace:
         decide = self._patch(llm_emulator.LLMEmulator, "decide", None)
         send_frames = self._patch(llm_emulator.PacedStream, "_send_frames", None)
 
-        async def timed_decide(emu: Any, endpoint: str, body: dict[str, Any], conv: Conversation) -> Any:
-            record = await decide(emu, endpoint, body, conv)
+        async def timed_decide(emu: Any, endpoint: str, raw: bytes, conv: Conversation) -> Any:
+            record = await decide(emu, endpoint, raw, conv)
             arrived = record.arrived  # time.monotonic() at arrival
             key = _key(conv.pending_user_text())
             if key is not None:

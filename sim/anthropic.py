@@ -83,6 +83,7 @@ class AnthropicEmulator(LLMEmulator):
     """``POST /v1/messages``, streaming or not."""
 
     tool_id_prefix = "toolu_01"
+    to_conversation = staticmethod(to_conversation)
 
     def __init__(self, brain: Brain, **timing: Any) -> None:
         super().__init__(brain, **timing)
@@ -99,27 +100,30 @@ class AnthropicEmulator(LLMEmulator):
         fault = self.faults.http_status
         if (failed := await self.faults.before_http(error_body(fault) if fault else None)) is not None:
             return failed
+        raw = await request.body()
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except json.JSONDecodeError:
             return _error(400, "There was an error parsing the body of your request.")
         for required in ("model", "messages", "max_tokens"):
             if not body.get(required):
                 return _error(400, f"{required}: Field required")
         headers = {"request-id": random_id("req_", 24)}
+        conv = to_conversation(body)
         try:
-            record = await self.decide(request.url.path, body, to_conversation(body))
+            record = await self.decide(request.url.path, raw, conv)
         except Exception as exc:  # the brain's failure must reach the test as an API error
             return _error(500, f"emulated brain failed: {exc!r}")
-        pieces = cut(record.reply or Reply(), record.conversation.max_tokens)
+        pieces = cut(record.reply or Reply(), conv.max_tokens)
         message_id = random_id("msg_01", 22)
-        if record.conversation.stream:
+        if conv.stream:
             overloaded = error_body(529)
             error = _event("error", {"error": overloaded["error"], "request_id": overloaded["request_id"]})
-            return PacedStream(self, record, _frames(record, pieces, message_id), headers, error)
+            return PacedStream(self, record, _frames(record, conv.model, pieces, message_id), headers, error)
         await self.generation_time(pieces.output_tokens)
         self.finish(record, pieces.output_tokens, "ok")
-        message = _message(record, pieces, message_id, _content(record, pieces), pieces.output_tokens)
+        content = _content(record, pieces)
+        message = _message(record, conv.model, pieces, message_id, content, pieces.output_tokens)
         return JSONResponse(message, headers=headers)
 
 
@@ -140,9 +144,10 @@ def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
             "cache_read_input_tokens": 0, "service_tier": "standard"}
 
 
-def _message(record: RecordedRequest, pieces: Pieces, message_id: str, content: list[dict[str, Any]],
-             output_tokens: int, stop_reason: str | None = "") -> dict[str, Any]:
-    return {"id": message_id, "type": "message", "role": "assistant", "model": record.conversation.model,
+def _message(record: RecordedRequest, model: str, pieces: Pieces, message_id: str,
+             content: list[dict[str, Any]], output_tokens: int,
+             stop_reason: str | None = "") -> dict[str, Any]:
+    return {"id": message_id, "type": "message", "role": "assistant", "model": model,
             "content": content, "stop_reason": _stop_reason(pieces) if stop_reason == "" else stop_reason,
             "stop_sequence": None, "usage": _usage(record.input_tokens, output_tokens)}
 
@@ -160,9 +165,9 @@ def _event(kind: str, payload: dict[str, Any], tokens: int = 0, first: bool = Fa
     return Frame(f"event: {kind}\ndata: {data}\n\n".encode(), tokens, first)
 
 
-def _frames(record: RecordedRequest, pieces: Pieces, message_id: str) -> list[Frame]:
+def _frames(record: RecordedRequest, model: str, pieces: Pieces, message_id: str) -> list[Frame]:
     reply = record.reply or Reply()
-    start = _message(record, pieces, message_id, [], 1, stop_reason=None)
+    start = _message(record, model, pieces, message_id, [], 1, stop_reason=None)
     frames = [_event("message_start", {"message": start})]
     index = 0
     if pieces.text:

@@ -15,9 +15,9 @@ import json
 import secrets
 import string
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -33,8 +33,13 @@ class RecordedRequest:
     """One request as the emulator saw it, and how it ended."""
 
     endpoint: str
-    body: dict[str, Any]
-    conversation: Conversation
+    raw: bytes
+    """The request body as received. The log keeps these bytes and parses ``body`` and ``conversation``
+    from them when asked: kept parsed, every request's messages, tool schemas, turns and tool specs (~80
+    dicts, lists and objects for a call's chat request) stayed alive in the log for the cyclic GC to walk
+    as young survivors and then as old ones; bytes are not tracked by the GC."""
+    read: Callable[[dict[str, Any]], Conversation]
+    """The provider's request body -> Conversation (what the brain was given)."""
     at: float
     """Wall-clock time (time.time()) the request arrived."""
     arrived: float = 0.0
@@ -46,6 +51,16 @@ class RecordedRequest:
     status: Status = "pending"
     """ok | cancelled (client went away mid-stream) | dropped (fault) | error (brain raised, or an
     in-stream error event was sent)."""
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The request's JSON body (parsed again on every access)."""
+        return cast(dict[str, Any], json.loads(self.raw))
+
+    @property
+    def conversation(self) -> Conversation:
+        """The request as the brain saw it (built again from the body on every access)."""
+        return self.read(self.body)
 
 
 @dataclass
@@ -95,9 +110,15 @@ class LLMEmulator:
     def key_ok(self, key: str | None) -> bool:
         return bool(key) and (self.api_key is None or key == self.api_key)
 
-    async def decide(self, endpoint: str, body: dict[str, Any], conv: Conversation) -> RecordedRequest:
-        """Log the request and ask the brain (whatever it raises propagates); fill in tool call ids."""
-        record = RecordedRequest(endpoint=endpoint, body=body, conversation=conv, at=time.time(),
+    @staticmethod
+    def to_conversation(body: dict[str, Any]) -> Conversation:
+        """The provider's request body, normalised for the brain."""
+        raise NotImplementedError
+
+    async def decide(self, endpoint: str, raw: bytes, conv: Conversation) -> RecordedRequest:
+        """Log the request (``raw``, its body; ``conv``, that body's ``to_conversation``) and ask the brain
+        (whatever it raises propagates); fill in tool call ids."""
+        record = RecordedRequest(endpoint=endpoint, raw=raw, read=self.to_conversation, at=time.time(),
                                  arrived=time.monotonic())
         record.input_tokens = estimate_tokens(conv.prompt_chars())
         self.requests.append(record)

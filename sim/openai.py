@@ -93,6 +93,7 @@ class OpenAIEmulator(LLMEmulator):
     """``POST /v1/chat/completions`` (and ``/chat/completions``), streaming or not."""
 
     tool_id_prefix = "call_"
+    to_conversation = staticmethod(to_conversation)
 
     def __init__(self, brain: Brain, **timing: Any) -> None:
         super().__init__(brain, **timing)
@@ -122,28 +123,31 @@ class OpenAIEmulator(LLMEmulator):
         fault = self.faults.http_status
         if (failed := await self.faults.before_http(error_body(fault) if fault else None)) is not None:
             return failed
+        raw = await request.body()
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except json.JSONDecodeError:
             return JSONResponse(error_body(400, "We could not parse the JSON body of your request."), 400)
         for required in ("model", "messages"):
             if not body.get(required):
                 return JSONResponse(error_body(400, f"Missing required parameter: '{required}'.",
                                                code="missing_required_parameter", param=required), 400)
+        conv = to_conversation(body)
         try:
-            record = await self.decide(request.url.path, body, to_conversation(body))
+            record = await self.decide(request.url.path, raw, conv)
         except Exception as exc:  # the brain's failure must reach the test as an API error
             return JSONResponse(error_body(500, f"emulated brain failed: {exc!r}"), 500, headers=headers)
-        pieces = cut(record.reply or _EMPTY, record.conversation.max_tokens)
-        if record.conversation.stream:
+        pieces = cut(record.reply or _EMPTY, conv.max_tokens)
+        if conv.stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             error = Frame(_sse(error_body(500)))
-            return PacedStream(self, record, self._frames(record, pieces, include_usage), headers, error)
+            frames = self._frames(record, conv.model, pieces, include_usage)
+            return PacedStream(self, record, frames, headers, error)
         await self.generation_time(pieces.output_tokens)
         self.finish(record, pieces.output_tokens, "ok")
-        return JSONResponse(self._completion(record, pieces), headers=headers)
+        return JSONResponse(self._completion(record, conv.model, pieces), headers=headers)
 
-    def _completion(self, record: RecordedRequest, pieces: Pieces) -> dict[str, Any]:
+    def _completion(self, record: RecordedRequest, model: str, pieces: Pieces) -> dict[str, Any]:
         reply = record.reply or _EMPTY
         message: dict[str, Any] = {"role": "assistant", "content": "".join(pieces.text) or None,
                                    "refusal": None, "annotations": []}
@@ -152,13 +156,14 @@ class OpenAIEmulator(LLMEmulator):
             message["tool_calls"] = [{"id": c.id, "type": "function",
                                       "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
                                      for c in calls]
-        return {**_envelope(record, "chat.completion"),
+        return {**_envelope(record, model, "chat.completion"),
                 "choices": [{"index": 0, "message": message, "logprobs": None,
                              "finish_reason": _finish_reason(pieces)}],
                 "usage": _usage(record.input_tokens, pieces.output_tokens)}
 
-    def _frames(self, record: RecordedRequest, pieces: Pieces, include_usage: bool) -> list[Frame]:
-        base = _envelope(record, "chat.completion.chunk")
+    def _frames(self, record: RecordedRequest, model: str, pieces: Pieces,
+                include_usage: bool) -> list[Frame]:
+        base = _envelope(record, model, "chat.completion.chunk")
         if include_usage:
             base["usage"] = None
 
@@ -197,10 +202,10 @@ def _finish_reason(pieces: Pieces) -> str:
     return "tool_calls" if pieces.tools else "stop"
 
 
-def _envelope(record: RecordedRequest, kind: str) -> dict[str, Any]:
+def _envelope(record: RecordedRequest, model: str, kind: str) -> dict[str, Any]:
     # One completion id per request, derived from the arrival time so every chunk repeats it.
     ident = f"chatcmpl-sim{id(record):x}{int(record.at * 1000):x}"
-    return {"id": ident, "object": kind, "created": int(record.at), "model": record.conversation.model,
+    return {"id": ident, "object": kind, "created": int(record.at), "model": model,
             "service_tier": "default", "system_fingerprint": "fp_sim0001"}
 
 

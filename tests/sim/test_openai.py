@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
-from sim.llm_script import Reply, ReplyQueue, Rule, ScriptedBrain, ToolCall
+from sim.llm_script import Conversation, Reply, ReplyQueue, Rule, ScriptedBrain, ToolCall
 from sim.openai import OpenAIEmulator, create_openai_app
 from sim.server import serve
 
@@ -242,3 +244,37 @@ async def test_stall_pauses_a_running_stream(sim) -> None:  # type: ignore[no-un
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert max(gaps) >= 0.25 and sorted(gaps)[-2] < 0.1
     assert emu.requests[0].status == "ok"
+
+
+async def test_request_log_keeps_the_body_bytes_and_gives_what_the_brain_saw() -> None:
+    """The log keeps each request body as the bytes received; ``body`` and ``conversation`` are parsed from
+    them and equal what the emulator parsed for the reply: the JSON sent, and the conversation the brain
+    was given."""
+    given: list[Conversation] = []
+
+    def brain(conv: Conversation) -> Reply:
+        given.append(copy.deepcopy(conv))
+        return Reply("Let me note that.", [ToolCall("note_fact", {"value": "PA-7"})])
+
+    emu = create_openai_app(brain, ttft_s=0.0, tokens_per_s=1e6, api_key=KEY)
+    sent: list[bytes] = []
+
+    async def keep(request: httpx.Request) -> None:
+        sent.append(request.read())
+
+    async with serve(emu.app) as url:
+        http = httpx.AsyncClient(event_hooks={"request": [keep]})
+        client = openai.AsyncOpenAI(api_key=KEY, base_url=f"{url}/v1", max_retries=0, http_client=http)
+        messages: list[Any] = [{"role": "system", "content": "You call a clinic."},
+                               {"role": "user", "content": "The reference is PA-7."}]
+        first = await client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS)
+        messages += [first.choices[0].message.model_dump(exclude_none=True),
+                     {"role": "tool", "tool_call_id": first.choices[0].message.tool_calls[0].id,
+                      "content": "saved"}]
+        async with client.chat.completions.stream(model=MODEL, messages=messages, tools=TOOLS) as stream:
+            await stream.get_final_completion()
+        await client.close()
+    assert [r.raw for r in emu.requests] == sent and len(sent) == 2
+    assert [r.body for r in emu.requests] == [json.loads(b) for b in sent]
+    assert [r.conversation for r in emu.requests] == given
+    assert given[1].messages[-1].role == "tool" and given[1].tools[0].parameters == NOTE_SCHEMA
