@@ -1,10 +1,11 @@
 """One utterance spoken: phrases in, audio out to the call in phrase order, TTS one phrase ahead.
 
-Each phrase's TTS request goes out as soon as its text is cut (at most ``LOOKAHEAD`` phrases not yet
-fully sent), so the next phrase's audio is generated while the current one still streams. Asking for
-phrase N+1 only once phrase N's audio had all arrived put a TTS time to first byte between every two
-phrases: after a short first phrase ("Sure,") the next audio came 60-80 ms before the callee's buffer
-ran dry on an idle server, and at 100 calls the buffer did run dry, a hole in the sentence.
+The phrase at the head is synthesized in ``run`` itself, its chunks sent as they arrive (no hand-over
+between tasks on the way to the first audio). While it streams, the TTS request for the next phrase is
+already out (``LOOKAHEAD``), its audio kept until its turn. Asking for phrase N+1 only once phrase N's
+audio had all arrived put a TTS time to first byte between every two phrases: after a short first
+phrase ("Sure,") the next audio came 60-80 ms before the callee's buffer ran dry on an idle server, and
+at 100 calls the buffer did run dry, a hole in the sentence.
 
 ``short_of_audio`` tells the phrase splitter when the callee is about to run out of words: less than
 ``HURRY_AHEAD_MS`` of speech is queued or on its way, counting the phrases whose audio has not all
@@ -15,6 +16,8 @@ does, instead of waiting for the end of a long sentence while the line goes quie
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from callserver.metrics import TurnTimer
@@ -34,9 +37,10 @@ class _Phrase:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.audio: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.received = 0
         self.task: asyncio.Task[None] | None = None
+        """Set when the phrase is fetched ahead; its chunks then wait in ``audio`` (None ends them)."""
+        self.audio: asyncio.Queue[bytes | None] = asyncio.Queue()
 
 
 class Speech:
@@ -47,15 +51,17 @@ class Speech:
         self.tts = tts
         self.timer = timer
         self._log = log
-        self._phrases: asyncio.Queue[_Phrase | None] = asyncio.Queue()
         self._unsent: list[_Phrase] = []
-        """Phrases put whose audio has not all been sent, in order."""
-        self._slots = asyncio.Semaphore(LOOKAHEAD)
+        """Phrases put whose audio has not all been sent, in order; the first one is being sent."""
+        self._sending = False
+        self._ended = False
+        self._more = asyncio.Event()
 
     def put(self, text: str) -> None:
-        phrase = _Phrase(text)
-        self._unsent.append(phrase)
-        self._phrases.put_nowait(phrase)
+        self._unsent.append(_Phrase(text))
+        if self._sending:
+            self._fetch_ahead()
+        self._more.set()
 
     def put_all(self, texts: list[str]) -> None:
         for text in texts:
@@ -64,7 +70,8 @@ class Speech:
 
     def end(self) -> None:
         """No more phrases: ``run`` returns once the ones put have been sent."""
-        self._phrases.put_nowait(None)
+        self._ended = True
+        self._more.set()
 
     def short_of_audio(self) -> bool:
         playback = self.playback
@@ -74,53 +81,80 @@ class Speech:
         return ahead < HURRY_AHEAD_MS * BYTES_PER_MS
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            order: asyncio.Queue[_Phrase | None] = asyncio.Queue()
-            tg.create_task(self._request_all(tg, order))
-            while (phrase := await order.get()) is not None:
-                await self._send(phrase, self.playback.segment(self.utt, phrase.text))
-                self._unsent.remove(phrase)
-                self._slots.release()
-
-    async def _request_all(self, tg: asyncio.TaskGroup, order: asyncio.Queue[_Phrase | None]) -> None:
-        while (phrase := await self._phrases.get()) is not None:
-            await self._slots.acquire()
-            phrase.task = tg.create_task(self._synthesize(phrase))
-            order.put_nowait(phrase)
-        order.put_nowait(None)
-
-    async def _synthesize(self, phrase: _Phrase) -> None:
         try:
-            for attempt in (1, 2):
+            while True:
+                if not self._unsent:
+                    if self._ended:
+                        return
+                    self._more.clear()
+                    await self._more.wait()
+                    continue
+                phrase = self._unsent[0]
+                seg = self.playback.segment(self.utt, phrase.text)
+                self._sending = True
+                self._fetch_ahead()
                 try:
-                    async for chunk in self.tts.synthesize(phrase.text):
-                        phrase.received += len(chunk)
-                        phrase.audio.put_nowait(chunk)
-                    return
-                except Exception as exc:  # one phrase lost is better than a dead call
-                    self._log.warning("TTS failed on {!r} (attempt {}): {!r}", phrase.text, attempt, exc)
-                    if phrase.received:
-                        return  # part of it may already be playing: a retry would repeat it
+                    await self._send(phrase, seg)
+                finally:
+                    seg.done = True
+                    self._sending = False
+                self._unsent.pop(0)
+        finally:
+            await self._cancel_fetches()
+
+    def _fetch_ahead(self) -> None:
+        for phrase in self._unsent[1:LOOKAHEAD]:
+            if phrase.task is None:
+                phrase.task = asyncio.create_task(self._fetch(phrase))
+
+    async def _fetch(self, phrase: _Phrase) -> None:
+        try:
+            async with contextlib.aclosing(self._synthesize(phrase)) as chunks:
+                async for chunk in chunks:
+                    phrase.audio.put_nowait(chunk)
         finally:
             phrase.audio.put_nowait(None)
 
-    async def _send(self, phrase: _Phrase, seg: Segment) -> None:
-        timer = self.timer
-        try:
-            while (chunk := await phrase.audio.get()) is not None:
-                if timer:
-                    timer.mark("tts_first_byte_ms")
-                try:
-                    sent = await self.playback.send(seg, chunk)
-                except Exception as exc:  # the stream broke under us: the call goes on without it
-                    self._log.warning("agent audio for {!r} not sent: {!r}", phrase.text, exc)
-                    sent = False
-                if not sent:
-                    if phrase.task is not None:
-                        phrase.task.cancel()  # nothing to play it on: stop paying for it
-                    return
-                if timer:
-                    timer.mark("first_audio_ms")
-        finally:
-            seg.done = True
+    async def _synthesize(self, phrase: _Phrase) -> AsyncIterator[bytes]:
+        for attempt in (1, 2):
+            try:
+                async for chunk in self.tts.synthesize(phrase.text):
+                    phrase.received += len(chunk)
+                    yield chunk
+                return
+            except Exception as exc:  # one phrase lost is better than a dead call
+                self._log.warning("TTS failed on {!r} (attempt {}): {!r}", phrase.text, attempt, exc)
+                if phrase.received:
+                    return  # part of it may already be playing: a retry would repeat it
 
+    async def _send(self, phrase: _Phrase, seg: Segment) -> None:
+        if phrase.task is None:
+            async with contextlib.aclosing(self._synthesize(phrase)) as chunks:
+                async for chunk in chunks:
+                    if not await self._play(phrase, seg, chunk):
+                        return
+            return
+        while (chunk := await phrase.audio.get()) is not None:
+            if not await self._play(phrase, seg, chunk):
+                phrase.task.cancel()  # nothing to play it on: stop paying for it
+                return
+
+    async def _play(self, phrase: _Phrase, seg: Segment, chunk: bytes) -> bool:
+        timer = self.timer
+        if timer:
+            timer.mark("tts_first_byte_ms")
+        try:
+            sent = await self.playback.send(seg, chunk)
+        except Exception as exc:  # the stream broke under us: the call goes on without this audio
+            self._log.warning("agent audio for {!r} not sent: {!r}", phrase.text, exc)
+            return False
+        if timer and sent:
+            timer.mark("first_audio_ms")
+        return sent
+
+    async def _cancel_fetches(self) -> None:
+        tasks = [p.task for p in self._unsent if p.task is not None and not p.task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
