@@ -71,8 +71,10 @@ def install() -> dict[str, dict[tuple[int, int], float]]:
 
     # One call at a time is what this splits (bench --calls 1): the next request after a tagged
     # call is that call's request.
-    httpx2.AsyncHTTPTransport.handle_async_request = wire(  # type: ignore[method-assign]
-        "llm_wire", httpx2.AsyncHTTPTransport.handle_async_request)
+    from openai._vendor.httpx_aiohttp.transport import AiohttpTransport  # the LLM clients' transport
+
+    AiohttpTransport.handle_async_request = wire(  # type: ignore[method-assign]
+        "llm_wire", AiohttpTransport.handle_async_request)
     httpx.AsyncHTTPTransport.handle_async_request = wire(  # type: ignore[method-assign]
         "tts_wire", httpx.AsyncHTTPTransport.handle_async_request)
 

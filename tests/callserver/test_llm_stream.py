@@ -244,8 +244,22 @@ async def test_anthropic_error_event_mid_stream_after_the_words_before_it(
     assert received == "Hello,"
 
 
+class _ClientPorts:
+    """ASGI middleware noting each request's client address: one address, one reused connection."""
+
+    def __init__(self, app: Any, seen: set[Any]) -> None:
+        self.app, self.seen = app, seen
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.seen.add(tuple(scope["client"]))
+        await self.app(scope, receive, send)
+
+
 async def test_anthropic_usage_and_connection_reuse(anthropic_sim: tuple[Any, AnthropicLLM]) -> None:
     emu, llm = anthropic_sim
+    clients: set[Any] = set()
+    emu.app.middleware_stack = _ClientPorts(emu.app.middleware_stack, clients)  # built at start-up
     for _ in range(2):
         emu.brain.push(Reply("Sure.", [ToolCall("note_fact", {"label": "a", "value": "b"})]))
         events = await _collect(llm.stream(_history(), TOOLS))
@@ -253,8 +267,7 @@ async def test_anthropic_usage_and_connection_reuse(anthropic_sim: tuple[Any, An
         assert [e for e in events if isinstance(e, Usage)] == [
             Usage("anthropic", record.input_tokens, record.output_tokens)]
         assert [e.name for e in events if isinstance(e, ToolCallEvent)] == ["note_fact"]
-    pool = llm.client._client._transport._pool  # type: ignore[attr-defined]
-    assert len(pool.connections) == 1  # the body was read to its end: the second turn reused the socket
+    assert len(clients) == 1  # the body was read to its end: the second turn reused the socket
 
 
 async def test_anthropic_request_headers_are_what_messages_create_sends() -> None:
