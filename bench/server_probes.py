@@ -22,9 +22,9 @@ POINTS = ("stt_final", "llm_call", "llm_wire", "llm_token", "tts_call", "tts_wir
 
 
 def install() -> dict[str, dict[tuple[int, int], float]]:
-    import httpx
-    import httpx2
+    from openai._vendor.httpx_aiohttp.transport import AiohttpTransport as LLMTransport
 
+    from callserver.aiohttp_transport import AiohttpTransport as TTSTransport
     from callserver.llm.openai import OpenAILLM
     from callserver.stt.deepgram import DeepgramSttStream
     from callserver.tts.elevenlabs import ElevenLabsTTS
@@ -71,12 +71,10 @@ def install() -> dict[str, dict[tuple[int, int], float]]:
 
     # One call at a time is what this splits (bench --calls 1): the next request after a tagged
     # call is that call's request.
-    from openai._vendor.httpx_aiohttp.transport import AiohttpTransport  # the LLM clients' transport
-
-    AiohttpTransport.handle_async_request = wire(  # type: ignore[method-assign]
-        "llm_wire", AiohttpTransport.handle_async_request)
-    httpx.AsyncHTTPTransport.handle_async_request = wire(  # type: ignore[method-assign]
-        "tts_wire", httpx.AsyncHTTPTransport.handle_async_request)
+    LLMTransport.handle_async_request = wire(  # type: ignore[method-assign]
+        "llm_wire", LLMTransport.handle_async_request)
+    TTSTransport.handle_async_request = wire(  # type: ignore[method-assign]
+        "tts_wire", TTSTransport.handle_async_request)
 
     DeepgramSttStream._on_result = timed_on_result  # type: ignore[method-assign]
     OpenAILLM.stream = timed_llm_stream  # type: ignore[method-assign]

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from elevenlabs.client import AsyncElevenLabs
 
+from callserver.aiohttp_transport import AiohttpTransport
 from callserver.http_release import EVENT_HOOKS
 from callserver.llm.base import HTTP_KEEPALIVE_S
 
@@ -27,8 +28,8 @@ class ElevenLabsTTS:
 
     def __init__(self, *, api_key: str, base_url: str, voice_id: str, model_id: str = "eleven_flash_v2_5",
                  timeout_s: float = 20.0) -> None:
-        self._http = httpx.AsyncClient(timeout=timeout_s, follow_redirects=True,
-                                       limits=httpx.Limits(keepalive_expiry=HTTP_KEEPALIVE_S),
+        transport = AiohttpTransport(limits=httpx.Limits(keepalive_expiry=HTTP_KEEPALIVE_S))
+        self._http = httpx.AsyncClient(timeout=timeout_s, follow_redirects=True, transport=transport,
                                        event_hooks=EVENT_HOOKS)
         self.client = AsyncElevenLabs(api_key=api_key or "unset", base_url=base_url, timeout=timeout_s,
                                       httpx_client=self._http)
