@@ -40,8 +40,9 @@ def build_llm(settings: Settings, provider: str) -> LLM:
 
 
 def _preload_lazy_imports() -> None:
-    """httpx2/httpcore2 (under the openai and elevenlabs SDKs) import anyio's asyncio backend on the first
-    request, ~50 ms: done at start-up instead of inside the first call's first turn."""
+    """httpx's default transport (the Deepgram SDK's REST client, used for Deepgram TTS) imports anyio's
+    asyncio backend on the first request, ~50 ms: done at start-up instead of inside the first call's first
+    turn. The LLM and ElevenLabs clients send through aiohttp and no longer need it."""
     with contextlib.suppress(ImportError):
         importlib.import_module("anyio._backends._asyncio")
 
