@@ -5,7 +5,8 @@
 Every callee asks for a long explanation (a multi-phrase reply of about 10 s of speech), so the agent's
 audio must keep flowing phrase after phrase while all other calls do the same. A gap is a run of silent
 playout frames (the phone emulator had nothing to play) that starts inside agent audio and is followed
-by more agent audio within 500 ms without a `clear`: the callee would hear a hole in the sentence.
+by more agent audio within 500 ms without a `clear`: the callee would hear a hole in the sentence. How
+much audio was still buffered when each later phrase's audio arrived tells how close it came to one.
 Event-loop lag and RSS are sampled inside the call server process (see bench/server_proc.py).
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import latency
+from figures import pct
 
 from sim.audio import FRAME_BYTES
 from sim.scenarios import Scenario
@@ -30,11 +32,23 @@ MAX_GAP_FRAMES = 25  # 500 ms: longer silences are turn boundaries, not holes in
 
 gaps: list[int] = []
 """Length (frames) of every mid-utterance hole, over all calls."""
+slack_ms: list[float] = []
+"""Agent audio still buffered at the phone when a later phrase's audio began to arrive (ms): how close the
+line came to a hole. The TTS emulator sends a phrase's audio at once (no real-time pacing here), so a new
+phrase is a push after more than ``PHRASE_PAUSE_S`` without one."""
+PHRASE_PAUSE_S = 0.005
 
 
 def _instrument_playout() -> None:
     """Wrap Playout.take/clear to find holes in the agent audio (measurement only, same behaviour)."""
-    take, clear = playout.Playout.take, playout.Playout.clear
+    take, clear, push = playout.Playout.take, playout.Playout.clear, playout.Playout.push_audio
+
+    def timing_push(self: Any, data: bytes) -> Any:
+        now = time.monotonic()
+        if data and self.queued_bytes and now - self.__dict__.get("_last_push", 0.0) > PHRASE_PAUSE_S:
+            slack_ms.append(self.queued_bytes / 8)
+        self.__dict__["_last_push"] = now
+        return push(self, data)
 
     def counting_take(self: Any, n: int) -> Any:
         audio, real, marks = take(self, n)
@@ -55,6 +69,7 @@ def _instrument_playout() -> None:
 
     playout.Playout.take = counting_take  # type: ignore[method-assign]
     playout.Playout.clear = resetting_clear  # type: ignore[method-assign]
+    playout.Playout.push_audio = timing_push  # type: ignore[method-assign]
 
 
 def explainer(turns: int) -> Scenario:
@@ -78,6 +93,10 @@ async def main(calls: int, turns: int) -> None:
           f"{heard_words} agent words heard, {agent_frames} playout frames")
     print(f"mid-utterance gaps in agent audio: {len(gaps)}"
           + (f" (total {sum(gaps) * 20} ms, longest {max(gaps) * 20} ms)" if gaps else ""))
+    if slack_ms:
+        print("agent audio still buffered at the phone when a later phrase's audio came: "
+              f"min {min(slack_ms):.0f} ms, p1 {pct(slack_ms, 0.01):.0f} ms, p50 {pct(slack_ms, 0.5):.0f} ms "
+              f"(n={len(slack_ms)})")
     print(latency.report("call-server event-loop lag", stats.get("loop_lag_ms", [])))
     print(latency.report("phone emulator event-loop lag", rig.phone_lag_ms))
     print(latency.report("provider emulators event-loop lag", rig.trace.provider_lag_ms))
