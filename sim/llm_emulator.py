@@ -89,6 +89,8 @@ class LLMEmulator:
     """Brain, timing, faults, request log and usage of one emulated LLM provider."""
 
     tool_id_prefix = "call_"
+    to_conversation: Callable[[dict[str, Any]], Conversation]
+    """The provider's request body, normalised for the brain: each provider's emulator sets it."""
 
     def __init__(
         self, brain: Brain, *, ttft_s: float = 0.25, tokens_per_s: float = 60.0, api_key: str | None = None,
@@ -109,11 +111,6 @@ class LLMEmulator:
 
     def key_ok(self, key: str | None) -> bool:
         return bool(key) and (self.api_key is None or key == self.api_key)
-
-    @staticmethod
-    def to_conversation(body: dict[str, Any]) -> Conversation:
-        """The provider's request body, normalised for the brain."""
-        raise NotImplementedError
 
     async def decide(self, endpoint: str, raw: bytes, conv: Conversation) -> RecordedRequest:
         """Log the request (``raw``, its body; ``conv``, that body's ``to_conversation``) and ask the brain
