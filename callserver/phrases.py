@@ -34,7 +34,7 @@ LONG_PHRASE_CHARS = 80
 """Past this length a later phrase may also end at a clause boundary."""
 _WORD_BEFORE = re.compile(r"(\S+)$")
 _EAGER_CLAUSE = ",;:"
-_EAGER_MARKS = "?!.,;:"
+_EAGER_MARKS = "?!." + _EAGER_CLAUSE
 _URL_SCHEMES = frozenset({"http", "https", "ftp", "mailto", "sip", "tel"})
 
 

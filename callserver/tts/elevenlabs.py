@@ -28,7 +28,10 @@ class ElevenLabsTTS:
 
     def __init__(self, *, api_key: str, base_url: str, voice_id: str, model_id: str = "eleven_flash_v2_5",
                  timeout_s: float = 20.0) -> None:
-        transport = AiohttpTransport(limits=httpx.Limits(keepalive_expiry=HTTP_KEEPALIVE_S))
+        # As many connections as the LLM client: with the next phrase fetched ahead, a call can have two TTS
+        # requests open, and httpx's default cap (100) would queue them past 50 calls.
+        transport = AiohttpTransport(limits=httpx.Limits(max_connections=1000,
+                                                         keepalive_expiry=HTTP_KEEPALIVE_S))
         self._http = httpx.AsyncClient(timeout=timeout_s, follow_redirects=True, transport=transport,
                                        event_hooks=EVENT_HOOKS)
         self.client = AsyncElevenLabs(api_key=api_key or "unset", base_url=base_url, timeout=timeout_s,
