@@ -25,6 +25,15 @@ from starlette.types import Receive, Scope, Send
 from sim.faults import Faults
 from sim.llm_script import Brain, Conversation, Reply, as_reply, estimate_tokens, split_tokens
 
+TIMER_TICK_S = 0.001
+"""The shortest wait this emulator sleeps. uvloop keeps timers in whole milliseconds (a 0.4 ms delay
+becomes 0), so pacing tokens 0.5 ms apart by sleeping to each one's due time is a busy loop: on a shared
+2-core machine it takes the CPU from the process under test just when its first token arrives (the
+kernel may run that process on the spinning core only once the loop stops). Once the first frame is
+out, a token due sooner than a tick waits a full tick: late by under a millisecond, never early. The
+first frame is still sent on time to the sub-millisecond (the floor counts from it; nothing of the
+client's runs then: it is waiting for that frame)."""
+
 Status = Literal["pending", "ok", "cancelled", "dropped", "error"]
 
 
@@ -187,7 +196,7 @@ class PacedStream(Response):
         start = loop.time()
         since_arrival = time.monotonic() - self.record.arrived if self.record.arrived else 0.0
         first_due = start - since_arrival + emu.ttft_s
-        sent = 0
+        sent, tick = 0, 0.0
         for frame in self.frames:
             if frame.tokens or frame.first:
                 # Each token is due at TTFT + k/rate; a frame is due when its last token is.
@@ -195,14 +204,14 @@ class PacedStream(Response):
                 while (wait := due - loop.time()) > 0 or emu.faults.stall:
                     if gone.is_set():
                         return "cancelled", sent
-                    await asyncio.sleep(min(wait, 0.02) if wait > 0 else 0.02)
+                    await asyncio.sleep(min(max(wait, tick), 0.02) if wait > 0 else 0.02)
             if gone.is_set():
                 return "cancelled", sent
             drop_s = emu.faults.drop_ws_after_s
             if drop_s is not None and loop.time() - start >= drop_s:
                 return "dropped", sent
             await send({"type": "http.response.body", "body": frame.data, "more_body": True})
-            sent += frame.tokens
+            sent, tick = sent + frame.tokens, TIMER_TICK_S
             if emu.drop_after_tokens is not None and sent >= emu.drop_after_tokens:
                 return "dropped", sent
             if emu.error_after_tokens is not None and sent >= emu.error_after_tokens:

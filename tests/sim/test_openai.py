@@ -69,6 +69,38 @@ async def test_text_stream_honours_ttft_and_token_rate() -> None:
     assert emu.usage.output_tokens == len(deltas) and emu.requests[0].status == "ok"
 
 
+async def test_fast_tokens_are_paced_by_timer_ticks_not_a_busy_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 2000 tokens/s a token is due every 0.5 ms; uvloop rounds such a sleep to 0 ms, which would spin
+    the emulator's loop. After the first frame it waits at least a tick; no token is sent before it is due."""
+    from sim import llm_emulator
+
+    text = "Okay, got it, I will check that for you right away and call you back."
+    emu = create_openai_app(ReplyQueue([text]), ttft_s=0.05, tokens_per_s=2000, api_key=KEY)
+    sleeps: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recorded_sleep(delay: float, *args: Any) -> Any:
+        sleeps.append(delay)
+        return await real_sleep(delay, *args)
+
+    monkeypatch.setattr(llm_emulator.asyncio, "sleep", recorded_sleep)
+    async with serve(emu.app) as url:
+        client = openai.AsyncOpenAI(api_key=KEY, base_url=f"{url}/v1", max_retries=0)
+        start = time.perf_counter()
+        arrivals: list[float] = []
+        stream = await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True)
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                arrivals.append(time.perf_counter() - start)
+        await client.close()
+    assert len(arrivals) > 10
+    # the only sub-tick wait allowed is the last bit of the time to first token
+    assert sum(1 for d in sleeps if d < llm_emulator.TIMER_TICK_S) <= 1, sleeps
+    # never early: token k no sooner than TTFT + k/rate after the request
+    assert all(t >= 0.05 + k / 2000 - 0.002 for k, t in enumerate(arrivals))
+
+
 async def test_streamed_tool_call_has_the_real_delta_shape(sim) -> None:  # type: ignore[no-untyped-def]
     emu, client, _ = sim
     stream = await client.chat.completions.create(
