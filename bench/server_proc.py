@@ -85,6 +85,10 @@ def _rss_mb() -> float:
 
 
 if __name__ == "__main__":
+    from dialer.runtime import raise_priority
+
+    # as `dialer callserver` does, before any thread starts (CALLSERVER_NICE=0 to compare)
+    print(f"call server at nice {raise_priority(load_settings().callserver_nice)}", file=sys.stderr)
     if os.environ.get("BENCH_SLOW_CALLBACKS"):
         import logging
 

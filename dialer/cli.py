@@ -80,8 +80,9 @@ def run() -> None:
     """Run everything in one process: call server, Telegram bot and scheduler (SQLite, in-process bus)."""
     settings = _settings(*CALL_SERVER_SETTINGS, *BOT_SETTINGS)
     settings.require(*_provider_settings(settings))
-    from dialer.runtime import run_all
+    from dialer.runtime import raise_priority, run_all
 
+    raise_priority(settings.callserver_nice)
     _run(lambda: run_all(settings, with_bot=True, with_callserver=True))
 
 
@@ -90,8 +91,9 @@ def callserver() -> None:
     """Run only the call server (Twilio webhooks + media streams). Scale out behind a load balancer."""
     settings = _settings(*CALL_SERVER_SETTINGS)
     settings.require(*_provider_settings(settings))
-    from dialer.runtime import run_all
+    from dialer.runtime import raise_priority, run_all
 
+    raise_priority(settings.callserver_nice)
     _run(lambda: run_all(settings, with_bot=False, with_callserver=True))
 
 
