@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="interface the call server binds to, e.g. 0.0.0.0")
     port: int = Field(8080, ge=0, le=65535, description="TCP port of the call server (0-65535)")
     callserver_nice: int = Field(
-        -10, ge=-20, le=19,
+        -5, ge=-20, le=19,
         description="CPU priority (nice, -20..19) the call server asks for; below 0 needs root or "
                     "CAP_SYS_NICE, else it keeps its own and logs why",
     )

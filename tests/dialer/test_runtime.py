@@ -59,7 +59,7 @@ def test_refused_priority_keeps_running_at_the_current_one(monkeypatch: pytest.M
 
 
 def test_callserver_nice_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().callserver_nice == -10
+    assert Settings().callserver_nice == -5
     monkeypatch.setenv("CALLSERVER_NICE", "0")
     assert load_settings().callserver_nice == 0
     monkeypatch.setenv("CALLSERVER_NICE", "-21")
