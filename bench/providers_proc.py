@@ -8,6 +8,7 @@ core). The child prints its settings (env names, one JSON line) once serving, re
 
     python bench/providers_proc.py TRACE_FILE   (started by ``providers()``; not meant to be run by hand)
     BENCH_PROVIDERS_SLOW_CALLBACKS=10 bench/latency.py ...   (names callbacks holding its loop > 10 ms)
+    BENCH_TTS_REALTIME_FACTOR=0.1 bench/capacity.py ...      (TTS audio at 10x real time, not at once)
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def make_stack() -> EmulatorStack:
     stack = EmulatorStack(speed=1.0, brain=turn_trace.tagged_brain(), llm_ttft_s=LLM_TTFT_MS / 1000,
                           llm_tokens_per_s=LLM_TOKENS_PER_S, with_telegram=False)
     stack.elevenlabs.ttfb_s = TTS_TTFB_MS / 1000
+    # 0 (default): a reply's audio all at once after the first-byte delay; 0.1: streamed at 10x real time
+    stack.elevenlabs.realtime_factor = float(os.environ.get("BENCH_TTS_REALTIME_FACTOR", "0"))
     return stack
 
 
