@@ -67,8 +67,8 @@ def raise_priority(nice: int) -> int:
     Realtime audio should run the moment its bytes arrive. When the machine is shared (the bot, a
     database, the benchmarks' emulators) a process woken by a socket may otherwise wait until the one
     running finishes its time slice: on the 2-vCPU benchmark VM, a ping-pong whose replier keeps
-    computing 2 ms after replying takes 1.5-1.8 ms a round trip at equal priority or 2 nice levels apart,
-    0.08 ms 5 levels apart (bench/wakeup.py). Not more than needed: at 150 calls (bench/capacity.py, a
+    computing 2 ms after replying takes 1.4-1.9 ms a round trip at equal priority or 2 nice levels apart,
+    0.06-0.08 ms 5 levels apart (bench/wakeup.py). Not more than needed: at 150 calls (bench/capacity.py, a
     saturated machine) nice -10 starved the phone emulator (its loop lag p99 44-53 ms, 12% and 33% of the
     agent's words unheard in two runs) where -5 and 0 served every call. Linux keeps nice per thread:
     call this before worker threads start."""
